@@ -74,10 +74,12 @@ class AudioConfig:
 class TextConfig:
     """Which text front-end turns a transcript into the symbol ids the acoustic model reads."""
 
-    # english_chars | english_arpabet | japanese | japanese_prosody | mandarin_pinyin
+    # english_chars | english_arpabet | english_nvidia | japanese | japanese_prosody | mandarin_pinyin
+    # (see tacowave.text for each one's tokens and symbol table).
     frontend: str = "english_chars"
     # english_arpabet: probability of using the CMUdict pronunciation of a word during training
-    # (1.0 = always, when the word is in the dictionary; letters are the fallback).
+    # (1.0 = always, when the word is in the dictionary; letters are the fallback). Preprocessing
+    # and synthesis always use 1.0 (tacowave.text.frontend_from_config(..., training=False)).
     arpabet_probability: float = 1.0
 
 
