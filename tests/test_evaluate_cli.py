@@ -1,0 +1,156 @@
+"""tacowave-evaluate / evaluate.py end to end on temporary directories."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tacowave.audio import load_wav, save_wav
+from tacowave.cli.evaluate import __doc__ as DOC
+from tacowave.cli.evaluate import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SR = 16000
+GAIN = 0.8
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """ref/{a,b,d}.wav, synth/{a,b,c,d}.wav: a identical, b quieter by GAIN, c without a
+    reference, d too short to analyse; align/a.npy a perfect diagonal."""
+    import pysptk
+
+    root = tmp_path_factory.mktemp("eval")
+    ref, synth, align = (str(root / n) for n in ("ref", "synth", "align"))
+    for d in (ref, synth, align):
+        os.makedirs(d)
+    clip = load_wav(os.path.join(os.path.dirname(pysptk.__file__), "example_audio_data", "arctic_a0007.wav"))
+    a, b = clip[: int(1.2 * SR)], clip[int(1.2 * SR): int(2.4 * SR)]
+    save_wav(a, os.path.join(ref, "a.wav"), SR)
+    save_wav(a, os.path.join(synth, "a.wav"), SR)
+    save_wav(b, os.path.join(ref, "b.wav"), SR)
+    save_wav(GAIN * b, os.path.join(synth, "b.wav"), SR)
+    save_wav(b, os.path.join(synth, "c.wav"), SR)
+    save_wav(a, os.path.join(ref, "d.wav"), SR)
+    save_wav(a[:500], os.path.join(synth, "d.wav"), SR)
+    np.save(os.path.join(align, "a.npy"), np.eye(25)[np.repeat(np.arange(25), 2)][None])
+    return {"ref": ref, "synth": synth, "align": align, "root": str(root)}
+
+
+def test_end_to_end(dirs: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    out = os.path.join(dirs["root"], "results", "eval.json")
+    assert main([dirs["synth"], dirs["ref"], f"--alignments={dirs['align']}", f"--out={out}"]) == 0
+    captured = capsys.readouterr()
+    table = captured.out
+    assert "c0 included" in table
+    assert re.search(r"^utterance\s+MCD\s+MCD-noDTW\s+F0RMSE\s+VUV\s+focus\s+diag\s+mono$", table, re.M)
+    assert re.search(r"^a\s+0\.000\s+0\.000\s+0\.0\s+0\.000\s+1\.000\s+1\.000\s+1\.000$", table, re.M)
+    assert re.search(r"^mean\s+\d", table, re.M) and re.search(r"^std\s+\d", table, re.M)
+    assert re.search(r"^b\s", table, re.M) and not re.search(r"^[cd]\s", table, re.M)
+    assert "c" in captured.err and "no reference" in captured.err
+    assert "skipped d:" in captured.err and "shorter than one analysis frame" in captured.err
+
+    with open(out, encoding="utf-8") as f:
+        result = json.load(f)
+    utts = result["utterances"]
+    assert sorted(utts) == ["a", "b"]
+    assert utts["a"]["mcd_db"] < 1e-6 and utts["a"]["f0_rmse_cents"] == 0.0
+    assert utts["a"]["focus_rate"] == 1.0 and utts["a"]["diagonality"] == 1.0
+    # int16 rounding of the saved files keeps this within a few thousandths of a dB.
+    expected = 10.0 / math.log(10.0) * math.sqrt(2.0) * abs(math.log(GAIN))
+    assert utts["b"]["mcd_db"] == pytest.approx(expected, abs=0.01)
+    assert utts["b"]["order"] == 23 and utts["b"]["alpha"] == 0.42 and utts["b"]["include_c0"] is True
+    assert result["summary"]["mcd_db"]["n"] == 2
+    assert result["summary"]["mcd_db"]["mean"] == pytest.approx((utts["a"]["mcd_db"] + utts["b"]["mcd_db"]) / 2)
+    assert result["summary"]["focus_rate"]["n"] == 1
+    assert result["skipped"]["no_reference"] == ["c"]
+    assert result["skipped"]["no_alignment"] == ["b"]
+    assert list(result["skipped"]["failed"]) == ["d"]
+    assert result["settings"]["units"]["f0_rmse_cents"] == "cents"
+    assert not [n for n in os.listdir(os.path.dirname(out)) if n != "eval.json"]  # no temp file left
+
+
+def test_options_change_the_analysis(dirs: dict[str, str], tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = str(tmp_path / "r.json")
+    assert main([dirs["synth"], dirs["ref"], "--no-c0", "--no-f0", "--sample-rate=22050", f"--out={out}"]) == 0
+    assert "c0 excluded" in capsys.readouterr().out
+    with open(out, encoding="utf-8") as f:
+        utts = json.load(f)["utterances"]
+    assert utts["b"]["sample_rate"] == 22050 and utts["b"]["order"] == 34
+    assert utts["b"]["mcd_db"] < 0.05  # only the gain differs, and c0 is left out
+    assert utts["b"]["f0_rmse_cents"] is None
+
+
+def test_missing_directory_is_one_error(dirs: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    missing = os.path.join(dirs["root"], "nope")
+    assert main([missing, dirs["ref"]]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error:" in err and missing in err
+
+
+def test_no_pairs_and_bad_values_are_errors(dirs: dict[str, str], tmp_path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    empty = str(tmp_path)
+    assert main([empty, dirs["ref"]]) == 1
+    assert "no <name>.wav is in both" in capsys.readouterr().err
+    assert main([dirs["synth"], dirs["ref"], "--wer"]) == 1
+    assert "--wer needs --texts" in capsys.readouterr().err
+    assert main([dirs["synth"], dirs["ref"], "--frame-shift=abc"]) == 1
+    assert "--frame-shift" in capsys.readouterr().err
+    assert main([dirs["synth"], dirs["ref"], "--sample-rate=8000"]) == 1
+    assert "8000 Hz" in capsys.readouterr().err
+
+
+def test_corrupt_wav_is_named(dirs: dict[str, str], tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    synth = str(tmp_path)
+    (tmp_path / "a.wav").write_bytes(b"not a wav")
+    assert main([synth, dirs["ref"]]) == 1
+    assert os.path.join(synth, "a.wav") in capsys.readouterr().err
+
+
+def test_bad_flag_exits_2(dirs: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main([dirs["synth"], dirs["ref"], "--bogus"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_help_documents_every_option() -> None:
+    options = re.findall(r"^\s+(--[a-z0-9-]+)", DOC.split("Options:")[1], re.M)
+    assert {"--alignments", "--texts", "--wer", "--sample-rate", "--out", "--no-c0"} <= set(options)
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), "--help"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 0
+    for option in options:
+        assert option in result.stdout
+    assert "c0" in result.stdout and "cents" in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed")
+def test_wer_on_flite_speech(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("pocketsphinx")
+    text = "The quick brown fox jumps over the lazy dog."
+    ref, synth = tmp_path / "ref", tmp_path / "synth"
+    ref.mkdir()
+    synth.mkdir()
+    subprocess.run(["flite", "-voice", "slt", "-t", text, "-o", str(ref / "fox.wav")], check=True)
+    shutil.copy(ref / "fox.wav", synth / "fox.wav")
+    (tmp_path / "texts.txt").write_text(f"fox|{text}\nother|unused\n", encoding="utf-8")
+    out = str(tmp_path / "r.json")
+    assert main([str(synth), str(ref), "--no-f0", "--wer", f"--texts={tmp_path / 'texts.txt'}",
+                 f"--out={out}"]) == 0
+    assert "corpus WER" in capsys.readouterr().out
+    with open(out, encoding="utf-8") as f:
+        result = json.load(f)
+    fox = result["utterances"]["fox"]
+    # pocketsphinx gets this sentence right on flite slt (measured), on both sides.
+    assert fox["hypothesis"] == "the quick brown fox jumps over the lazy dog"
+    assert fox["wer"] == 0.0 and fox["wer_ref"] == 0.0
+    assert result["summary"]["corpus_wer"] == {"wer": 0.0, "wer_ref": 0.0}
