@@ -18,6 +18,7 @@ INSTALL_REQUIRES = [
     "pysptk>=1.0",
     "nnmnkwii>=0.1.3",
     "numba>=0.58",
+    "threadpoolctl>=3.1",
     # torch>=2.13 pulls setuptools>=82, which no longer ships pkg_resources;
     # pysptk and nnmnkwii still import it at import time.
     "setuptools<82",

@@ -200,3 +200,12 @@ def test_trim_removes_leading_and_trailing_silence(arctic):
     assert len(padded) - len(trimmed) >= 2 * 8000 - 2 * cfg.trim_frame_length
     assert np.max(np.abs(trimmed)) == pytest.approx(np.max(np.abs(padded)))
     assert audio.rescale_peak(trimmed, 0.5).max() <= 0.5 + 1e-6
+
+
+def test_atomic_files_get_umask_permissions_not_mkstemp_ones(tmp_path):
+    old = os.umask(0o022)
+    try:
+        audio.save_npy(np.zeros(3, dtype=np.float32), str(tmp_path / "a.npy"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.npy").stat().st_mode & 0o777 == 0o644
