@@ -9,7 +9,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${TACOWAVE_VENV:-$ROOT/.venv}"
 PYTHON="${TACOWAVE_PYTHON:-python3}"
-APT_PACKAGES=(flite espeak-ng sox)
+APT_PACKAGES=(flite espeak-ng sox shellcheck)  # shellcheck: tests lint every recipe
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 

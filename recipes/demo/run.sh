@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The demo: a ~21-minute English corpus spoken by flite's "slt" voice (built here, 16 kHz), then
+# every stage with presets/demo.json (tiny models sized for a CPU) into exp/demo/. The default run
+# fits in about 90 minutes on 2 CPU cores (Tacotron-2 60 min, WaveNet 20 min, the rest a few
+# minutes); a GPU, when present, is used automatically and makes it much shorter.
+#   bash recipes/demo/run.sh            the full demo
+#   bash recipes/demo/run.sh --quick    every stage in a few minutes (24 sentences, tiny budgets)
+# Rerunning continues where the last run stopped. `--help` lists stages and options.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=../common/recipe.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../common/recipe.sh"
+
+# >>> options
+corpus_dir=downloads/demo_flite  # where stage 0 builds the flite corpus (LJSpeech layout + heldout/)
+voice=slt              # flite voice (`flite -lv` lists them)
+limit=0                # use only the first N sentences of each list (0: all 456 + 20 held-out)
+quick=false            # smoke run: 24 sentences, ~1 minute per model, into exp/demo_quick/
+tacotron2_max_minutes=60  # Tacotron-2 wall-clock budget in minutes, summed over reruns
+wavenet_max_minutes=20  # WaveNet wall-clock budget in minutes, summed over reruns
+eval_limit=0           # held-out sentences synthesised in stage 5 (0: all 20)
+wavenet_limit=10       # of those, how many also go through WaveNet (slow on a CPU; 0: all)
+wer=true               # stage 6 also scores a word error rate (offline English recogniser)
+# <<< options
+
+recipe_describe "The built-in demo: flite speech of recipes/demo/sentences.txt (456 sentences, ~21 min),
+evaluated on recipes/demo/heldout.txt (20 sentences never trained on) against flite's own renditions."
+recipe_stage0_title "data: build the flite corpus (recipes/demo/make_corpus.py; resumable)"
+
+# --quick changes the defaults the user did not set: a separate corpus/data/exp, tiny budgets.
+recipe_before_run() {
+  [ "$quick" = true ] || return 0
+  local name value
+  for name in limit corpus_dir data_dir exp_dir tacotron2_max_steps tacotron2_max_minutes \
+              wavenet_max_steps wavenet_max_minutes eval_limit wavenet_limit; do
+    recipe_user_set "$name" && continue
+    case "$name" in
+      limit) value=24 ;;
+      corpus_dir) value=downloads/demo_flite_quick ;;
+      data_dir) value=data/demo_quick ;;
+      exp_dir) value=exp/demo_quick ;;
+      tacotron2_max_steps|wavenet_max_steps) value=20 ;;
+      tacotron2_max_minutes|wavenet_max_minutes) value=1 ;;
+      eval_limit) value=2 ;;
+      wavenet_limit) value=1 ;;
+    esac
+    printf -v "$name" '%s' "$value"
+  done
+  # An untrained decoder never predicts "stop": cap its length so synthesis stays short.
+  hparams="tacotron2.max_decoder_steps=40${hparams:+,$hparams}"
+}
+
+recipe_stage0() {
+  recipe_python
+  local args=(--voice "$voice" --limit "$limit")
+  [ -z "$num_workers" ] || args+=(--num-workers "$num_workers")
+  recipe_run "$PY" "$RECIPE_ROOT/recipes/demo/make_corpus.py" "$corpus_dir" "${args[@]}"
+}
+
+recipe_stage1() { recipe_preprocess ljspeech; }
+
+# The eval list: the held-out sentences, with flite's renditions as references.
+recipe_eval_list() {  # out-dir limit
+  [ -f "$corpus_dir/heldout/metadata.csv" ] || recipe_die "no held-out references in $corpus_dir/heldout: run stage 0 first"
+  recipe_run "$PY" "$RECIPE_ROOT/recipes/common/eval_list.py" --ljspeech-dir "$corpus_dir/heldout" --limit "$2" "$1"
+}
+
+recipe_fixed_sentences() {
+  cat <<'TXT'
+fixed-01|This voice learned to speak in about an hour.
+fixed-02|The weather tomorrow will be sunny with a light breeze.
+fixed-03|Can you believe how quickly the summer went by?
+TXT
+}
+
+recipe_main "$@"
