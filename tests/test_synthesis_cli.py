@@ -1,0 +1,60 @@
+"""synthesis.py input handling and errors that need no trained model."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tacowave.cli import synthesis
+from tacowave.cli.common import UserError
+from tacowave.synthesizer import split_sentences
+
+
+def test_text_file_accepts_named_and_plain_lines(tmp_path):
+    path = tmp_path / "texts.txt"
+    path.write_text("# comment\nhello|Hello there.\n\nJust a plain line.\n", encoding="utf-8")
+    assert synthesis.read_text_file(str(path)) == [("hello", "Hello there."),
+                                                   ("line_0004", "Just a plain line.")]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("a|one\na|two\n", "duplicate names a"),
+    ("../x|escape\n", "bad output name"),
+    ("# only a comment\n", "holds no text lines"),
+])
+def test_bad_text_files_are_one_clear_error(tmp_path, content, message):
+    path = tmp_path / "texts.txt"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(UserError, match=message):
+        synthesis.read_text_file(str(path))
+
+
+def test_long_text_is_split_at_sentence_ends_short_text_is_not():
+    assert split_sentences("  Hello   there. How are you?  ") == ["Hello there. How are you?"]
+    long = " ".join(["This is sentence number %d." % i for i in range(20)])
+    parts = split_sentences(long, max_chars=60)
+    assert len(parts) == 20 and parts[3] == "This is sentence number 3."
+    assert split_sentences("今日は晴れです。明日は雨です。", max_chars=5) == ["今日は晴れです。", "明日は雨です。"]
+    assert split_sentences("   ") == []
+
+
+def test_block_diagonal_alignment_keeps_each_sentence_block():
+    a, b = np.full((2, 3), 0.5, np.float32), np.ones((4, 1), np.float32)
+    out = synthesis._block_diagonal([a, b])
+    assert out.shape == (6, 4)
+    assert np.array_equal(out[:2, :3], a) and np.array_equal(out[2:, 3:], b)
+    assert out[:2, 3:].sum() == 0 and out[2:, :3].sum() == 0
+
+
+def test_alignment_png_is_written(tmp_path):
+    path = tmp_path / "a.png"
+    synthesis.save_alignment_png(np.eye(5, dtype=np.float32), str(path), "x")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_missing_checkpoint_and_mel_are_exit_one_naming_the_file(tmp_path, capsys):
+    assert synthesis.main([str(tmp_path / "wn.pth"), str(tmp_path / "out"),
+                           "--conditional=" + str(tmp_path / "m.npy")]) == 1
+    assert "wn.pth" in capsys.readouterr().err
+    assert synthesis.main(["--tacotron2=" + str(tmp_path / "t2.pth"), "--text=hi",
+                           str(tmp_path / "out")]) == 1
+    assert "t2.pth" in capsys.readouterr().err
