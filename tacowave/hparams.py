@@ -245,7 +245,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 continue
         raise HParamsError(f"{where}: expected {_type_name(tp)}, got {value!r}")
     if tp is type(None):
-        if value is None:
+        # "none" on the command line means null only where a key accepts null; elsewhere
+        # (lr_schedule=none, amp=none) it is the string.
+        if value is None or value in ("none", "None"):
             return None
     elif tp is bool:
         if isinstance(value, bool):
@@ -349,7 +351,7 @@ def _parse_scalar(text: str) -> Any:
     lowered = text.lower()
     if lowered in ("true", "false"):
         return lowered == "true"
-    if lowered in ("none", "null"):
+    if lowered == "null":
         return None
     try:
         return json.loads(text)

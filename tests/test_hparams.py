@@ -41,11 +41,14 @@ def test_preset_overrides_defaults_by_section_and_leaves_the_rest():
 
 def test_override_string_parses_every_type():
     hp = load_hparams("demo", "wavenet.layers=6,wavenet.stacks=3,audio.fmin=55,"
-                              "train_wavenet.amp=bf16,audio.trim_silence=false,"
-                              "wavenet.upsample_scales=[10, 20],audio.fmax=null")
+                              "train_tacotron2.amp=bf16,audio.trim_silence=false,"
+                              "wavenet.upsample_scales=[10, 20],audio.fmax=null,"
+                              "train_tacotron2.lr_schedule=none,train_wavenet.amp=none")
     assert hp.wavenet.layers == 6 and hp.wavenet.stacks == 3
     assert hp.audio.fmin == 55.0 and isinstance(hp.audio.fmin, float)
-    assert hp.train_wavenet.amp == "bf16"
+    assert hp.train_tacotron2.amp == "bf16" and hp.train_wavenet.amp == "none"
+    assert hp.train_tacotron2.lr_schedule == "none"
+    assert load_hparams(None, "audio.fmax=None").audio.fmax is None
     assert hp.audio.trim_silence is False
     assert hp.wavenet.upsample_scales == [10, 20]
     assert hp.audio.fmax is None
