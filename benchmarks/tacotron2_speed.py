@@ -1,0 +1,152 @@
+"""Tacotron-2 training and inference speed: the fast decoder against the straightforward loop.
+
+Run as ``python benchmarks/tacotron2_speed.py``.
+
+Usage:
+  tacotron2_speed.py [options]
+
+Options:
+  --threads=<n>     torch intra-op threads [default: 2].
+  --batch=<n>       training batch size [default: 4].
+  --symbols=<n>     input symbols per utterance [default: 100].
+  --frames=<n>      mel frames per utterance (= decoder steps at r = 1) [default: 400].
+  --repeats=<n>     timed repetitions per measurement; the median is reported [default: 3].
+  --small           a tiny model instead of NVIDIA's sizes (a smoke run of this script).
+  -h --help         show this help.
+
+Threads: under concurrent load, OpenMP threads spinning at barriers make 2 threads far slower
+than 1 (and ``OMP_WAIT_POLICY=PASSIVE`` helps); measure both when the machine is shared.
+
+Both paths run the same model, weights and math (NVIDIA/tacotron2's default sizes, r = 1):
+"naive" is ``reference_decoder_forward`` (NVIDIA's code structure: nn.LSTMCell calls on
+concatenated inputs, per-step projections, per-step weight-gradient accumulation), "fast" is
+``Decoder``. A training step is forward + loss + backward + Adam step; inference decodes a
+fixed number of steps (the stop token is disabled) and runs the post-net. Frames/s count mel
+frames (batch x frames). Nothing here is asserted: numbers depend on the machine and its load.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+from docopt import docopt
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tacowave.hparams import Tacotron2Config, TrainTacotron2Config  # noqa: E402
+from tacotron2.loss import Tacotron2Loss  # noqa: E402
+from tacotron2.model import Tacotron2, build_tacotron2, reference_decoder_forward  # noqa: E402
+
+N_SYMBOLS, N_MELS = 148, 80
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _interleaved(naive, fast, repeats: int) -> tuple[float, float]:
+    """Median seconds of ``naive()`` and ``fast()``, timed alternately so that a change in the
+    machine's load hits both alike; one untimed warm-up call each (allocator, kernel choice)."""
+    naive()
+    fast()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for fn, out in ((naive, times[0]), (fast, times[1])):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+def training_step(model: Tacotron2, naive: bool, batch: int, n_symbols: int, n_frames: int):
+    """A callable doing one training step: forward + loss + backward + Adam update."""
+    gen = torch.Generator().manual_seed(0)
+    text = torch.randint(1, N_SYMBOLS, (batch, n_symbols), generator=gen)
+    text_lengths = torch.full((batch,), n_symbols)
+    mels = torch.randn(batch, n_frames, N_MELS, generator=gen)
+    mel_lengths = torch.full((batch,), n_frames)
+    criterion = Tacotron2Loss(TrainTacotron2Config(), model.r)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
+
+    def step():
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        if naive:  # the model's forward with the decoder swapped for the reference loop
+            memory = model.encode(text, text_lengths)
+            mel, gate, align = reference_decoder_forward(model.decoder, memory, text_lengths, mels)
+            outputs = (mel, mel + model.postnet(mel, mel_lengths), gate, align)
+        else:
+            outputs = model(text, text_lengths, mels, mel_lengths)
+        loss, _ = criterion(outputs, mels, mel_lengths, text_lengths)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def inference_run(model: Tacotron2, naive: bool, batch: int, n_symbols: int, n_frames: int):
+    """A callable synthesising ``batch`` utterances of exactly ``n_frames`` frames (no stop token)."""
+    text = torch.randint(1, N_SYMBOLS, (batch, n_symbols), generator=torch.Generator().manual_seed(1))
+
+    def run():
+        model.eval()
+        with torch.no_grad():
+            if naive:
+                memory = model.encode(text)
+                mel, _, _ = reference_decoder_forward(model.decoder, memory, None, None, max_steps=n_frames,
+                                                      gate_threshold=2.0)
+                mel + model.postnet(mel)
+            else:  # a threshold above 1 never fires
+                results = model.inference_batch(text, max_decoder_steps=n_frames, gate_threshold=2.0)
+                assert results[0].n_frames == n_frames
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = docopt(__doc__, argv=argv)
+    threads, batch = int(args["--threads"]), int(args["--batch"])
+    n_symbols, n_frames, repeats = int(args["--symbols"]), int(args["--frames"]), int(args["--repeats"])
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    cfg = Tacotron2Config()
+    if args["--small"]:
+        cfg = Tacotron2Config(symbols_embedding_dim=64, encoder_embedding_dim=64, attention_rnn_dim=128,
+                              attention_dim=32, prenet_dim=64, decoder_rnn_dim=128, postnet_embedding_dim=64)
+    model = build_tacotron2(cfg, N_SYMBOLS, N_MELS)
+
+    print(f"# Tacotron-2 speed  {datetime.datetime.now().isoformat(timespec='seconds')}")
+    print(f"# machine: {_cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
+          f"{threads} thread(s), OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
+          f"load average {os.getloadavg()[0]:.2f} at start")
+    print(f"# model: {'small' if args['--small'] else 'NVIDIA default sizes'}, r = {cfg.n_frames_per_step}, "
+          f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; "
+          f"{n_symbols} symbols, {n_frames} frames; median of {repeats}")
+    rows = []
+    for name, make, b in (("training", training_step, batch), ("inference", inference_run, 1),
+                          (f"inference, batch {batch}", inference_run, batch)):
+        t_naive, t_fast = _interleaved(make(model, True, b, n_symbols, n_frames),
+                                       make(model, False, b, n_symbols, n_frames), repeats)
+        naive, fast = b * n_frames / t_naive, b * n_frames / t_fast
+        rows.append((name, b, naive, fast))
+        print(f"{name:<20} batch {b}:  naive {naive:7.1f} frames/s   fast {fast:7.1f} frames/s   "
+              f"ratio {fast / naive:5.2f}x", flush=True)
+    print(f"# batched inference throughput vs naive batch-1 inference: "
+          f"{rows[2][3] / rows[1][2]:.2f}x")
+    print(f"# load average at end: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

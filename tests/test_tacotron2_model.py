@@ -1,0 +1,292 @@
+"""Tacotron-2 model, loss and inference on tiny configurations (CPU, a few seconds in all)."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tacowave.hparams import Tacotron2Config, TrainTacotron2Config
+from tacotron2 import Tacotron2Loss, build_tacotron2
+from tacotron2.model import reference_decoder_forward
+
+N_SYMBOLS, N_MELS = 12, 6
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny ops on a shared machine: a second OpenMP thread that gets descheduled makes every op
+    wait for it (measured 20x slower steps under load), so these tests use one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_cfg(**overrides) -> Tacotron2Config:
+    base = dict(symbols_embedding_dim=16, encoder_embedding_dim=16, attention_rnn_dim=24, attention_dim=8,
+                attention_location_n_filters=4, attention_location_kernel_size=5, prenet_dim=12,
+                decoder_rnn_dim=20, postnet_embedding_dim=16, postnet_n_convolutions=3, max_decoder_steps=40)
+    base.update(overrides)
+    return Tacotron2Config(**base)
+
+
+def tiny_model(seed: int = 0, n_speakers: int = 1, **overrides):
+    torch.manual_seed(seed)
+    return build_tacotron2(tiny_cfg(**overrides), N_SYMBOLS, N_MELS, n_speakers)
+
+
+def batch(seed: int = 0, text_lengths=(7, 4), mel_lengths=(11, 6)):
+    gen = torch.Generator().manual_seed(seed)
+    b = len(text_lengths)
+    text = torch.randint(1, N_SYMBOLS, (b, max(text_lengths)), generator=gen)
+    mels = torch.randn(b, max(mel_lengths), N_MELS, generator=gen)
+    tl, ml = torch.tensor(text_lengths), torch.tensor(mel_lengths)
+    for i in range(b):  # conventional padding: id 0, zero frames
+        text[i, tl[i]:] = 0
+        mels[i, ml[i]:] = 0
+    return text, tl, mels, ml
+
+
+# --------------------------------------------------------------------------- shapes & masking
+
+
+@pytest.mark.parametrize("r", [1, 2, 3])
+def test_teacher_forced_shapes_and_padding_values(r):
+    model = tiny_model(n_frames_per_step=r)
+    text, tl, mels, ml = batch(mel_lengths=(10, 5))  # 10 frames: not a multiple of 3 or 4
+    out = model(text, tl, mels, ml)
+    assert out.mel_outputs.shape == out.mel_outputs_postnet.shape == (2, 10, N_MELS)
+    assert out.gate_outputs.shape == (2, 10)
+    assert out.alignments.shape == (2, math.ceil(10 / r), 7)
+    assert torch.all(out.mel_outputs_postnet[1, 5:] == 0) and torch.all(out.gate_outputs[1, 5:] == 1e3)
+    # Attention rows are distributions over the valid characters only.
+    torch.testing.assert_close(out.alignments.sum(2), torch.ones(2, math.ceil(10 / r)))
+    assert torch.all(out.alignments[1, :, 4:] == 0)
+
+
+def test_padding_does_not_change_valid_outputs_or_loss():
+    model = tiny_model(prenet_dropout=0.0).eval()  # eval + no pre-net dropout: deterministic
+    text, tl, mels, ml = batch()
+    criterion = Tacotron2Loss(TrainTacotron2Config(guided_attention_weight=2.0), 1)
+    out = model(text, tl, mels, ml)
+    loss, parts = criterion(out, mels, ml, tl)
+
+    # Garbage in the padding, and more of it.
+    text2 = torch.cat((text, torch.randint(1, N_SYMBOLS, (2, 3))), 1)
+    text2[1, 4:] = torch.randint(1, N_SYMBOLS, (text2.shape[1] - 4,))
+    mels2 = torch.cat((mels, torch.randn(2, 4, N_MELS)), 1)
+    mels2[1, 6:] = torch.randn(mels2.shape[1] - 6, N_MELS)
+    out2 = model(text2, tl, mels2, ml)
+    loss2, parts2 = criterion(out2, mels2, ml, tl)
+    torch.testing.assert_close(loss2, loss)
+    for key in parts:
+        torch.testing.assert_close(parts2[key], parts[key])
+    for i, (n, t) in enumerate(zip(tl.tolist(), ml.tolist())):
+        torch.testing.assert_close(out2.mel_outputs_postnet[i, :t], out.mel_outputs_postnet[i, :t])
+        torch.testing.assert_close(out2.gate_outputs[i, :t], out.gate_outputs[i, :t])
+        # ... and equal to the utterance alone, unpadded.
+        alone = model(text[i:i + 1, :n], tl[i:i + 1], mels[i:i + 1, :t], ml[i:i + 1])
+        torch.testing.assert_close(alone.mel_outputs_postnet[0], out.mel_outputs_postnet[i, :t])
+        torch.testing.assert_close(alone.alignments[0], out.alignments[i, :t, :n])
+
+
+# --------------------------------------------------------------------------- fast == reference
+
+
+def _assert_same_grads(model, grads_a, grads_b):
+    for (name, _), ga, gb in zip(model.decoder.named_parameters(), grads_a, grads_b):
+        assert (ga is None) == (gb is None), name
+        if ga is not None:
+            torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("r", [1, 3])
+def test_fast_decoder_equals_reference_loop_with_gradients(r):
+    """The regrouped decoder computes NVIDIA's math: same outputs and gradients, dropout included."""
+    model = tiny_model(n_frames_per_step=r).train()
+    text, tl, mels, ml = batch()
+    memory = model.encode(text, tl).detach()
+    results = []
+    for fn in (model.decoder, lambda m, l, t: reference_decoder_forward(model.decoder, m, l, t)):
+        model.zero_grad()
+        mem = memory.clone().requires_grad_()
+        torch.manual_seed(1)  # same dropout masks on both paths
+        outputs = fn(mem, tl, mels)
+        weights = [torch.randn(o.shape, generator=torch.Generator().manual_seed(i)) for i, o in enumerate(outputs)]
+        sum((o * w).sum() for o, w in zip(outputs, weights)).backward()
+        grads = [None if p.grad is None else p.grad.clone() for p in model.decoder.parameters()]
+        results.append((outputs, grads, mem.grad))
+    (out_a, grads_a, mem_a), (out_b, grads_b, mem_b) = results
+    for a, b in zip(out_a, out_b):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(mem_a, mem_b, rtol=1e-4, atol=1e-5)
+    _assert_same_grads(model, grads_a, grads_b)
+    assert all(g is not None for g in grads_a)
+
+
+@pytest.mark.parametrize("r, n_texts", [(1, 2), (2, 2), (2, 1)])
+def test_fast_inference_equals_reference_loop(r, n_texts):
+    """Free-running too (batched, and single-utterance with its transposed weight stacks)."""
+    model = tiny_model(n_frames_per_step=r).eval()
+    text, tl, _, _ = batch(text_lengths=(7, 4)[:n_texts], mel_lengths=(3, 3)[:n_texts])
+    with torch.no_grad():
+        memory = model.encode(text, tl)
+    for _ in range(2):  # the second pass reuses the cached stacks, after a weight update
+        torch.manual_seed(3)
+        mel, gate, align, n_frames, stopped = model.decoder.inference(memory, tl, 6, gate_threshold=2.0)
+        torch.manual_seed(3)
+        with torch.no_grad():
+            ref_mel, ref_gate, ref_align = reference_decoder_forward(model.decoder, memory, tl, None, max_steps=6)
+        torch.testing.assert_close(mel, ref_mel, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(gate, ref_gate, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(align, ref_align, rtol=1e-5, atol=1e-6)
+        assert n_frames.tolist() == [6 * r] * n_texts and not stopped.any()
+        with torch.no_grad():
+            model.decoder.decoder_rnn.weight_hh.mul_(1.5)
+            model.decoder.mel_proj.weight.add_(0.1)
+
+
+# --------------------------------------------------------------------------- inference
+
+
+@pytest.mark.parametrize("r", [1, 2, 3])
+def test_inference_stops_on_gate_or_max_steps(r):
+    model = tiny_model(n_frames_per_step=r)
+    text = torch.randint(1, N_SYMBOLS, (5,))
+    with torch.no_grad():
+        model.decoder.gate_proj.bias.fill_(-1e4)
+    res = model.inference(text, max_decoder_steps=7)
+    assert res.stop_reason == "max_decoder_steps"
+    assert res.mel.shape == res.mel_before_postnet.shape == (7 * r, N_MELS)
+    assert res.gate.shape == (7 * r,) and res.alignment.shape == (7, 5)
+
+    with torch.no_grad():
+        model.decoder.gate_proj.bias.fill_(-1e4)
+        model.decoder.gate_proj.bias[r - 1] = 1e4  # the last frame of every step says "stop"
+    res = model.inference(text, max_decoder_steps=7)
+    assert res.stop_reason == "gate"
+    assert res.n_frames == r and res.alignment.shape == (1, 5)
+    assert model.training  # restored
+
+
+def test_batched_inference_matches_single_utterances():
+    model = tiny_model(prenet_dropout=0.0)
+    text, tl, _, _ = batch(text_lengths=(7, 4, 5), mel_lengths=(3, 3, 3))
+    batched = model.inference_batch(text, tl, max_decoder_steps=9)
+    for i, n in enumerate(tl.tolist()):
+        alone = model.inference(text[i, :n], max_decoder_steps=9)
+        assert alone.stop_reason == batched[i].stop_reason
+        torch.testing.assert_close(batched[i].mel, alone.mel, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(batched[i].alignment, alone.alignment, rtol=1e-4, atol=1e-5)
+
+
+def test_attention_window_keeps_attention_near_the_previous_peak():
+    model = tiny_model()
+    text = torch.randint(1, N_SYMBOLS, (15,))
+    free = model.inference(text, max_decoder_steps=12, attention_window=0).alignment
+    assert (free[1:] > 0).sum(1).min() == 15  # unconstrained: every character gets weight
+    align = model.inference(text, max_decoder_steps=12, attention_window=2).alignment
+    peaks = torch.cat((torch.zeros(1, dtype=torch.long), align.argmax(1)[:-1]))
+    pos = torch.arange(15)
+    for s in range(align.shape[0]):
+        outside = (pos - peaks[s]).abs() > 2
+        assert torch.all(align[s, outside] == 0), s
+        torch.testing.assert_close(align[s].sum(), torch.tensor(1.0))
+
+
+def test_speaker_embedding_changes_output_and_is_required():
+    model = tiny_model(n_speakers=3, speaker_embedding_dim=4, prenet_dropout=0.0).eval()
+    assert model.decoder.memory_dim == 16 + 4
+    text, tl, mels, ml = batch()
+    out_a = model(text, tl, mels, ml, speaker_ids=torch.tensor([0, 1]))
+    out_b = model(text, tl, mels, ml, speaker_ids=torch.tensor([2, 1]))
+    assert not torch.allclose(out_a.mel_outputs_postnet[0], out_b.mel_outputs_postnet[0])
+    torch.testing.assert_close(out_a.mel_outputs_postnet[1], out_b.mel_outputs_postnet[1])
+    assert model.inference(text[0], speaker_id=2, max_decoder_steps=3).n_frames == 3
+    with pytest.raises(ValueError, match="speaker"):
+        model.inference(text[0], max_decoder_steps=3)
+
+
+def test_model_deepcopies_and_rejects_bad_configs():
+    model = tiny_model()
+    text, tl, mels, ml = batch()
+    model(text, tl, mels, ml)[0].sum().backward()
+    copy.deepcopy(model)  # EMA copies; no graph tensors may hang off modules
+    with pytest.raises(ValueError, match="n_frames_per_step"):
+        build_tacotron2(tiny_cfg(n_frames_per_step=4), N_SYMBOLS, N_MELS)
+    with pytest.raises(ValueError, match="encoder_embedding_dim"):
+        build_tacotron2(tiny_cfg(encoder_embedding_dim=15), N_SYMBOLS, N_MELS)
+
+
+# --------------------------------------------------------------------------- loss
+
+
+def test_guided_attention_loss_matches_numpy():
+    g, r = 0.3, 2
+    gen = torch.Generator().manual_seed(0)
+    text_lengths, mel_lengths = torch.tensor([5, 3, 4]), torch.tensor([9, 4, 7])
+    steps = [math.ceil(t / r) for t in mel_lengths.tolist()]
+    align = torch.softmax(torch.randn(3, max(steps), 5, generator=gen), 2)
+    mel = torch.zeros(3, 9, N_MELS)
+    gate = torch.zeros(3, 9)
+    cfg = TrainTacotron2Config(guided_attention_weight=7.0, guided_attention_sigma=g)
+    total, parts = Tacotron2Loss(cfg, r)((mel, mel, gate, align), mel, mel_lengths, text_lengths)
+
+    a = align.numpy().astype(np.float64)
+    acc, count = 0.0, 0
+    for b, (n_len, s_len) in enumerate(zip(text_lengths.tolist(), steps)):
+        for s in range(s_len):
+            for n in range(n_len):
+                acc += a[b, s, n] * (1 - np.exp(-((n / n_len - s / s_len) ** 2) / (2 * g * g)))
+                count += 1
+    assert parts["guided_attention"].item() == pytest.approx(acc / count, rel=1e-5)
+    non_ga = parts["mel"] + parts["mel_postnet"] + parts["gate"]
+    assert total.item() == pytest.approx(non_ga.item() + 7.0 * acc / count, rel=1e-5)
+
+
+def test_loss_terms_and_schedule():
+    mel_t = torch.randn(2, 4, N_MELS)
+    mel_lengths, text_lengths = torch.tensor([4, 2]), torch.tensor([3, 3])
+    mel_out = mel_t + 1.0  # off by exactly 1 on every frame
+    mel_out[1, 2:] = 123.0  # padding: must not count
+    gate = torch.zeros(2, 4)
+    align = torch.full((2, 4, 3), 1 / 3)
+    cfg = TrainTacotron2Config(stop_token_pos_weight=3.0, guided_attention_weight=8.0,
+                               guided_attention_decay=0.5, guided_attention_decay_steps=10)
+    loss_fn = Tacotron2Loss(cfg, 1)
+    _, parts = loss_fn((mel_out, mel_out, gate, align), mel_t, mel_lengths, text_lengths, step=25)
+    assert parts["mel"].item() == pytest.approx(1.0) and parts["mel_postnet"].item() == pytest.approx(1.0)
+    # Logit 0 everywhere: BCE = log 2 per frame, weighted 3 on the 2 stop frames of 6 valid ones.
+    assert parts["gate"].item() == pytest.approx(math.log(2) * (4 * 1 + 2 * 3) / 6)
+    assert parts["guided_attention_weight"].item() == pytest.approx(8.0 * 0.25)
+    l1 = Tacotron2Loss(dataclasses.replace(cfg, mel_loss="l1", guided_attention_weight=0.0), 1)
+    _, parts = l1((mel_out * 0 + mel_t - 2.0, mel_out, gate, align), mel_t, mel_lengths, text_lengths)
+    assert parts["mel"].item() == pytest.approx(2.0) and "guided_attention" not in parts
+
+
+# --------------------------------------------------------------------------- learning
+
+
+def test_tiny_model_overfits_two_sequences():
+    """The whole model (fast decoder, loss, gradients) learns: the loss falls at least 10x in 80 steps."""
+    model = tiny_model(prenet_dropout=0.0, p_attention_dropout=0.0, p_decoder_dropout=0.0,
+                       encoder_dropout=0.0, postnet_dropout=0.0, n_frames_per_step=2)
+    text, tl, _, ml = batch(text_lengths=(6, 4), mel_lengths=(12, 8))
+    t = torch.linspace(0, 1, 12)
+    mels = torch.stack([torch.sin(6 * t[:, None] + torch.arange(N_MELS)), torch.cos(4 * t[:, None] * torch.arange(N_MELS))])
+    mels[1, 8:] = 0
+    criterion = Tacotron2Loss(TrainTacotron2Config(), 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(80):
+        optimizer.zero_grad()
+        loss, _ = criterion(model(text, tl, mels, ml), mels, ml, tl)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    print(f"overfit: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+    assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
