@@ -48,3 +48,15 @@ def test_bad_flag_is_one_line_and_exit_two(argv, options):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "--help" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_no_option_is_declared_twice_in_any_help_text():
+    """docopt reads any help line starting with '-' as an option; a prose line that does so
+    declares the option twice and silently breaks parsing of it."""
+    from docopt import parse_defaults
+
+    from tacowave.cli import convert, evaluate, preprocess, synthesis, train
+
+    for module in (convert, evaluate, preprocess, synthesis, train):
+        names = [o.long or o.short for o in parse_defaults(module.__doc__)]
+        assert len(names) == len(set(names)), (module.__name__, names)

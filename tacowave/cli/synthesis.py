@@ -7,8 +7,9 @@ Usage:
   synthesis.py -h | --help
 
 Text to speech (first form): each text becomes <name>.wav, its mel <name>.npy (frames, num_mels),
-and the attention alignment <name>_alignment.npy / .png. The vocoder is the WaveNet given with
---wavenet, else Griffin-Lim. Japanese and Mandarin text go through the checkpoint's own front-end.
+and the attention alignment <name>_alignment.npy / .png. The vocoder is the WaveNet given by
+the --wavenet option, else Griffin-Lim. Japanese and Mandarin text go through the checkpoint's
+own front-end.
 
 GTA (second form): runs the Tacotron-2 teacher-forced over the data dir's lists and writes
 DIR/gta/<utt_id>.npy, frame-for-frame aligned with DIR/audio, to train the WaveNet on.
