@@ -50,3 +50,25 @@ def int_option(args: dict[str, Any], name: str, minimum: int | None = None) -> i
     if minimum is not None and out < minimum:
         raise UserError(f"{name} must be >= {minimum}, got {out}")
     return out
+
+
+def float_option(args: dict[str, Any], name: str, minimum: float | None = None,
+                 below: float | None = None) -> float | None:
+    """Parse a finite float option (None when absent) within ``[minimum, below)``; a bad
+    value is one error naming the option."""
+    import math
+
+    value = args.get(name)
+    if value is None:
+        return None
+    try:
+        out = float(value)
+    except ValueError:
+        raise UserError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(out):
+        raise UserError(f"{name} must be finite, got {value!r}")
+    if minimum is not None and out < minimum:
+        raise UserError(f"{name} must be >= {minimum}, got {out}")
+    if below is not None and out >= below:
+        raise UserError(f"{name} must be < {below}, got {out}")
+    return out

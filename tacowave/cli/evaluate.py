@@ -50,7 +50,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from tacowave.cli.common import UserError, int_option, parse_args, run_main
+from tacowave.cli.common import UserError, float_option, int_option, parse_args, run_main
 
 PROG = "evaluate.py"
 # Table columns: (JSON key, header, format).
@@ -66,19 +66,6 @@ _COLUMNS = [
     ("wer_ref", "WERref", "{:.3f}"),
 ]
 _LIST_LIMIT = 10
-
-
-def _float_option(args: dict[str, Any], name: str) -> float | None:
-    value = args.get(name)
-    if value is None:
-        return None
-    try:
-        out = float(value)
-    except ValueError:
-        raise UserError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(out):
-        raise UserError(f"{name} must be finite, got {value!r}")
-    return out
 
 
 def _wavs(directory: str, what: str) -> dict[str, str]:
@@ -208,12 +195,12 @@ def _parse_options(args: dict[str, Any]) -> _Options:
         frame_length=int_option(args, "--frame-length", minimum=1),
         frame_shift=int_option(args, "--frame-shift", minimum=1),
         order=int_option(args, "--mcep-order", minimum=1),
-        alpha=_float_option(args, "--mcep-alpha"),
+        alpha=float_option(args, "--mcep-alpha"),
         include_c0=not args["--no-c0"],
         dtw_radius=int_option(args, "--dtw-radius", minimum=0),
         with_f0=not args["--no-f0"],
-        f0_floor=_float_option(args, "--f0-min"),
-        f0_ceil=_float_option(args, "--f0-max"),
+        f0_floor=float_option(args, "--f0-min"),
+        f0_ceil=float_option(args, "--f0-max"),
     )
     if opts.with_f0 and not 0 < opts.f0_floor < opts.f0_ceil:
         raise UserError(f"need 0 < --f0-min < --f0-max, got {opts.f0_floor} and {opts.f0_ceil}")

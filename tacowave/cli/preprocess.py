@@ -39,29 +39,16 @@ import sys
 from collections import Counter
 from typing import Any, Sequence
 
-from tacowave.cli.common import UserError, int_option, parse_args, run_main
+from tacowave.cli.common import UserError, float_option, int_option, parse_args, run_main
 
 PROG = "preprocess.py"
-
-
-def _fraction(args: dict[str, Any], name: str) -> float | None:
-    value = args.get(name)
-    if value is None:
-        return None
-    try:
-        out = float(value)
-    except ValueError:
-        raise UserError(f"{name} must be a number, got {value!r}") from None
-    if not 0.0 <= out < 1.0:
-        raise UserError(f"{name} must be in [0, 1), got {out}")
-    return out
 
 
 def _split_spec(args: dict[str, Any], official: bool, corpus: str) -> Any:
     from tacowave.features import SplitSpec
 
-    given = {"dev_fraction": _fraction(args, "--dev-fraction"),
-             "eval_fraction": _fraction(args, "--eval-fraction"),
+    given = {"dev_fraction": float_option(args, "--dev-fraction", minimum=0.0, below=1.0),
+             "eval_fraction": float_option(args, "--eval-fraction", minimum=0.0, below=1.0),
              "dev_count": int_option(args, "--dev-count", minimum=0),
              "eval_count": int_option(args, "--eval-count", minimum=0)}
     given = {key: value for key, value in given.items() if value is not None}

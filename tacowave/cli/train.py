@@ -44,22 +44,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
-from tacowave.cli.common import UserError, int_option, parse_args, run_main
+from tacowave.cli.common import UserError, float_option, int_option, parse_args, run_main
 
 PROG = "train.py"
-
-
-def _float_option(args: dict[str, Any], name: str) -> float | None:
-    value = args.get(name)
-    if value is None:
-        return None
-    try:
-        out = float(value)
-    except ValueError:
-        raise UserError(f"{name} must be a number, got {value!r}") from None
-    if not out >= 0:
-        raise UserError(f"{name} must be >= 0, got {value!r}")
-    return out
 
 
 def _train(args: dict[str, Any]) -> int:
@@ -72,7 +59,7 @@ def _train(args: dict[str, Any]) -> int:
 
     max_steps = int_option(args, "--max-steps", minimum=1)
     num_workers = int_option(args, "--num-workers", minimum=0)
-    max_minutes = _float_option(args, "--max-minutes")
+    max_minutes = float_option(args, "--max-minutes", minimum=0.0)
     exclude = tuple(p.strip() for p in (args["--init-exclude"] or "").split(",") if p.strip())
     if exclude and not args["--init-from"]:
         raise UserError("--init-exclude needs --init-from")
