@@ -154,3 +154,27 @@ def test_wer_on_flite_speech(tmp_path, capsys: pytest.CaptureFixture[str]) -> No
     assert fox["hypothesis"] == "the quick brown fox jumps over the lazy dog"
     assert fox["wer"] == 0.0 and fox["wer_ref"] == 0.0
     assert result["summary"]["corpus_wer"] == {"wer": 0.0, "wer_ref": 0.0}
+
+
+def test_alignments_are_read_where_synthesis_writes_them(tmp_path):
+    """synthesis.py puts <name>.npy (the mel) and <name>_alignment.npy side by side."""
+    import json
+
+    import numpy as np
+
+    from tacowave.audio import save_wav
+
+    synth, ref = tmp_path / "synth", tmp_path / "ref"
+    synth.mkdir()
+    ref.mkdir()
+    rng = np.random.default_rng(0)
+    wav = (0.3 * np.sin(2 * np.pi * 200 * np.arange(16000) / 16000)
+           + 0.01 * rng.standard_normal(16000)).astype(np.float32)
+    save_wav(wav, str(synth / "a.wav"), 16000)
+    save_wav(wav, str(ref / "a.wav"), 16000)
+    np.save(synth / "a.npy", rng.random((50, 80), dtype=np.float32))  # the mel: not an alignment
+    np.save(synth / "a_alignment.npy", np.eye(10, dtype=np.float32))
+    out = tmp_path / "m.json"
+    assert main([str(synth), str(ref), f"--alignments={synth}", f"--out={out}", "--no-f0"]) == 0
+    row = json.loads(out.read_text())["utterances"]["a"]
+    assert row["focus_rate"] == pytest.approx(1.0)

@@ -500,25 +500,10 @@ recipe_synthesis() {
   _recipe_synthesise "$syn/fixed/texts.txt" "$syn/fixed/wavenet" "$t2" "$wn"
 }
 
-# evaluate.py reads <name>.npy from --alignments; synthesis.py writes the alignment as
-# <name>_alignment.npy next to <name>.npy (the mel): link the alignments into a folder of their own.
-_recipe_alignment_dir() {  # synth-dir -> prints the alignments folder
-  local synth=$1 dir="$1/alignments" f name
-  rm -rf "$dir"
-  mkdir -p "$dir"
-  for f in "$synth"/*_alignment.npy; do
-    [ -f "$f" ] || continue
-    name="$(basename "$f" _alignment.npy)"
-    ln -s "../$(basename "$f")" "$dir/$name.npy"
-  done
-  printf '%s\n' "$dir"
-}
-
 _recipe_evaluate_one() {  # name synth-dir ref-dir texts
-  local name=$1 synth=$2 refs=$3 texts=$4 out="$exp_dir/metrics" aligns
+  local name=$1 synth=$2 refs=$3 texts=$4 out="$exp_dir/metrics"
   [ -d "$synth" ] || recipe_die "nothing synthesised in $synth: run stage 5 first"
-  aligns="$(_recipe_alignment_dir "$synth")"
-  local args=("--texts=$texts" "--out=$out/$name.json" "--alignments=$aligns")
+  local args=("--texts=$texts" "--out=$out/$name.json" "--alignments=$synth")
   [ "$wer" != true ] || args+=(--wer)
   recipe_show "$PY" "$RECIPE_ROOT/evaluate.py" "${args[@]}" "$synth" "$refs"
   "$PY" "$RECIPE_ROOT/evaluate.py" "${args[@]}" "$synth" "$refs" | tee "$out/$name.txt.tmp"

@@ -12,7 +12,7 @@ mean ± std over utterances (population std, as ESPnet):
   VUV         fraction of path frames whose voiced/unvoiced decisions differ.
   focus diag mono
               attention focus rate, diagonality (mass within +-10% of T_enc of the
-              straight diagonal) and monotonicity of <name>.npy alignments (T_dec, T_enc).
+              straight diagonal) and monotonicity of the alignments (T_dec, T_enc).
   WER WERref  pocketsphinx (bundled US-English model, offline) word error rate on the
               synthesised and on the reference audio; the corpus WER (all errors / all
               reference words) is printed below the table.
@@ -23,7 +23,8 @@ Usage:
 
 Options:
   --sample-rate=HZ     Resample both sides to HZ (default: each reference's own rate).
-  --alignments=DIR     Directory of <name>.npy attention matrices, shape (T_dec, T_enc).
+  --alignments=DIR     Directory of <name>_alignment.npy (as synthesis.py writes them) or
+                       <name>.npy attention matrices, shape (T_dec, T_enc).
   --texts=FILE         Transcripts for WER: "name|text" lines, or a data dir's eval.txt
                        ("utt_id|speaker|n_samples|n_frames|text|phones").
   --wer                Transcribe with pocketsphinx and report WER (needs --texts).
@@ -279,7 +280,11 @@ def _body(args: dict[str, Any]) -> int:
             raise UserError(str(e)) from None
         row: dict[str, Any] = {"sample_rate": rate, **dataclasses.asdict(m)}
         if align_dir is not None:
-            path = os.path.join(align_dir, name + ".npy")
+            # synthesis.py writes <name>_alignment.npy beside the mel <name>.npy; a folder of
+            # bare <name>.npy alignment matrices works too.
+            path = os.path.join(align_dir, name + "_alignment.npy")
+            if not os.path.isfile(path):
+                path = os.path.join(align_dir, name + ".npy")
             if os.path.isfile(path):
                 try:
                     row.update(attention_metrics(_load_alignment(path)))
