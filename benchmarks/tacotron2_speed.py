@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import platform
 import statistics
 import sys
 import time
@@ -41,19 +40,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tacowave.hparams import Tacotron2Config, TrainTacotron2Config  # noqa: E402
 from tacotron2.loss import Tacotron2Loss  # noqa: E402
 from tacotron2.model import Tacotron2, build_tacotron2, reference_decoder_forward  # noqa: E402
+from machine_info import cpu_model  # noqa: E402
 
 N_SYMBOLS, N_MELS = 148, 80
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _interleaved(naive, fast, repeats: int) -> tuple[float, float]:
@@ -128,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     model = build_tacotron2(cfg, N_SYMBOLS, N_MELS)
 
     print(f"# Tacotron-2 speed  {datetime.datetime.now().isoformat(timespec='seconds')}")
-    print(f"# machine: {_cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
+    print(f"# machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
           f"{threads} thread(s), OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
           f"load average {os.getloadavg()[0]:.2f} at start")
     print(f"# model: {'small' if args['--small'] else 'NVIDIA default sizes'}, r = {cfg.n_frames_per_step}, "

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import time
 
@@ -28,19 +27,9 @@ from tacowave.hparams import WaveNetConfig
 from wavenet_vocoder import build_wavenet, generate
 from wavenet_vocoder.fast_generation import load_library
 from wavenet_vocoder.generation import ROWS_PER_THREAD, available_cores
+from machine_info import cpu_model
 
 SAMPLE_RATE = 22050
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load() -> str:
