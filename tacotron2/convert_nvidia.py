@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tempfile
 import warnings
 from typing import Any, Mapping
 
@@ -22,11 +21,10 @@ import torch
 from torch import Tensor
 
 from tacowave.hparams import HParams, Tacotron2Config
+from tacowave.training.checkpoint import FORMAT, VERSION, atomic_write
 
 from .model import build_tacotron2, check_config
 
-FORMAT = "tacowave-checkpoint"
-VERSION = 1
 
 # NVIDIA/tacotron2's feature definition (their hparams.py + layers.TacotronSTFT +
 # audio_processing.dynamic_range_compression): magnitude STFT, Slaney mel filterbank,
@@ -241,22 +239,6 @@ def build_checkpoint(state: dict[str, Tensor], cfg: Tacotron2Config, n_symbols: 
             "format": FORMAT, "model_type": "tacotron2", "version": VERSION}
 
 
-def save_atomic(obj: Any, path: str) -> None:
-    """``torch.save`` to a temporary file next to ``path``, then rename: never a half-written file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def convert_nvidia_tacotron2(src: str, dst: str) -> dict[str, Any]:
     """Convert the NVIDIA checkpoint ``src`` into the tacowave checkpoint ``dst``; returns the latter.
 
@@ -264,5 +246,5 @@ def convert_nvidia_tacotron2(src: str, dst: str) -> dict[str, Any]:
     """
     state, cfg, n_symbols, _ = nvidia_to_tacowave(load_nvidia_state_dict(src))
     checkpoint = build_checkpoint(state, cfg, n_symbols)
-    save_atomic(checkpoint, dst)
+    atomic_write(dst, lambda f: torch.save(checkpoint, f))
     return checkpoint

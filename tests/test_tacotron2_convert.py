@@ -18,17 +18,11 @@ from tacotron2.convert_nvidia import (NVIDIA_PRESET, nvidia_names, nvidia_to_tac
                                       tacowave_to_nvidia)
 from tacotron2.model import build_tacotron2
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 # Their sizes, shrunk; n_symbols and n_mels stay theirs (148 symbols, 80 mels).
 N_SYMBOLS, N_MELS = 148, 80
 EMB, ENC, ATT_RNN, ATT, FILTERS, LOC_K, PRENET, DEC, POST = 16, 16, 24, 8, 4, 31, 12, 20, 16
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _bn(prefix: str, n: int) -> dict[str, tuple]:

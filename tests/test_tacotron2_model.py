@@ -13,17 +13,9 @@ from tacowave.hparams import Tacotron2Config, TrainTacotron2Config
 from tacotron2 import Tacotron2Loss, build_tacotron2
 from tacotron2.model import reference_decoder_forward
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 N_SYMBOLS, N_MELS = 12, 6
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny ops on a shared machine: a second OpenMP thread that gets descheduled makes every op
-    wait for it (measured 20x slower steps under load), so these tests use one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_cfg(**overrides) -> Tacotron2Config:

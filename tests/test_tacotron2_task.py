@@ -27,6 +27,8 @@ from tacowave.training import load_checkpoint
 from tacotron2.task import (Tacotron2Batch, Tacotron2Dataset, Tacotron2Item, Tacotron2Task,
                             collate_items)
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 STEPS = 20
 MAX_FRAMES = 200
 TINY = ("tacotron2.symbols_embedding_dim=32,tacotron2.encoder_embedding_dim=32,"
@@ -34,14 +36,6 @@ TINY = ("tacotron2.symbols_embedding_dim=32,tacotron2.encoder_embedding_dim=32,"
         "tacotron2.prenet_dim=32,tacotron2.attention_dim=32,tacotron2.speaker_embedding_dim=8,"
         "train_tacotron2.batch_size=4,train_tacotron2.learning_rate=0.003,train_tacotron2.log_interval=1,"
         f"train_tacotron2.max_frames={MAX_FRAMES},train_tacotron2.seed=5")
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -65,15 +59,10 @@ def train_cli(data: str, exp: str, steps: int, extra: str = "") -> int:
 
 
 @pytest.fixture(scope="module")
-def trained(data_dir, tmp_path_factory) -> str:
+def trained(one_torch_thread, data_dir, tmp_path_factory) -> str:
     exp = str(tmp_path_factory.mktemp("tacotron2_exp") / "exp")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert train_cli(data_dir, exp, STEPS, f"train_tacotron2.eval_interval={STEPS},"
-                                               f"train_tacotron2.checkpoint_interval={STEPS}") == 0
-    finally:
-        torch.set_num_threads(previous)
+    assert train_cli(data_dir, exp, STEPS, f"train_tacotron2.eval_interval={STEPS},"
+                                           f"train_tacotron2.checkpoint_interval={STEPS}") == 0
     return exp
 
 

@@ -25,6 +25,8 @@ from tacowave.hparams import load_hparams
 from tacowave.training import get_task, load_checkpoint, rng
 from wavenet_vocoder.task import EVAL_SECONDS, WaveNetDataset, WaveNetTask
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 UTT = "slt_arctic_a0007"
 STEPS = 100
 #: A tiny WaveNet on top of the demo preset (16 kHz, hop 200, 80 mels, cin_pad 2).
@@ -32,14 +34,6 @@ TINY = ("wavenet.layers=4,wavenet.stacks=2,wavenet.residual_channels=16,wavenet.
         "wavenet.skip_out_channels=16,wavenet.dropout=0.0,train_wavenet.max_time_steps=1600,"
         "train_wavenet.batch_size=1,train_wavenet.lr_schedule=\"none\",train_wavenet.learning_rate=0.01,"
         "train_wavenet.ema_decay=0.9,train_wavenet.log_interval=1,train_wavenet.seed=3")
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -88,15 +82,10 @@ def utterance_nll(task: WaveNetTask, model: torch.nn.Module) -> float:
 
 
 @pytest.fixture(scope="module")
-def trained(data_dir, tmp_path_factory) -> str:
+def trained(one_torch_thread, data_dir, tmp_path_factory) -> str:
     exp = str(tmp_path_factory.mktemp("wavenet_exp") / "exp")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert train_cli(data_dir, exp, STEPS, f"train_wavenet.eval_interval={STEPS},"
-                                               f"train_wavenet.checkpoint_interval={STEPS}") == 0
-    finally:
-        torch.set_num_threads(previous)
+    assert train_cli(data_dir, exp, STEPS, f"train_wavenet.eval_interval={STEPS},"
+                                           f"train_wavenet.checkpoint_interval={STEPS}") == 0
     return exp
 
 
