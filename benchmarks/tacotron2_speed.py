@@ -12,6 +12,7 @@ Options:
   --frames=<n>      mel frames per utterance (= decoder steps at r = 1) [default: 400].
   --repeats=<n>     timed repetitions per measurement; the median is reported [default: 3].
   --small           a tiny model instead of NVIDIA's sizes (a smoke run of this script).
+  --device=<d>      cpu or cuda [default: cpu].
   -h --help         show this help.
 
 Threads: under concurrent load, OpenMP threads spinning at barriers make 2 threads far slower
@@ -45,16 +46,22 @@ from machine_info import cpu_model  # noqa: E402
 N_SYMBOLS, N_MELS = 148, 80
 
 
-def _interleaved(naive, fast, repeats: int) -> tuple[float, float]:
+def _interleaved(naive, fast, repeats: int, device: torch.device) -> tuple[float, float]:
     """Median seconds of ``naive()`` and ``fast()``, timed alternately so that a change in the
     machine's load hits both alike; one untimed warm-up call each (allocator, kernel choice)."""
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     naive()
     fast()
     times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeats):
         for fn, out in ((naive, times[0]), (fast, times[1])):
+            sync()
             start = time.perf_counter()
             fn()
+            sync()
             out.append(time.perf_counter() - start)
     return statistics.median(times[0]), statistics.median(times[1])
 
@@ -62,10 +69,11 @@ def _interleaved(naive, fast, repeats: int) -> tuple[float, float]:
 def training_step(model: Tacotron2, naive: bool, batch: int, n_symbols: int, n_frames: int):
     """A callable doing one training step: forward + loss + backward + Adam update."""
     gen = torch.Generator().manual_seed(0)
-    text = torch.randint(1, N_SYMBOLS, (batch, n_symbols), generator=gen)
-    text_lengths = torch.full((batch,), n_symbols)
-    mels = torch.randn(batch, n_frames, N_MELS, generator=gen)
-    mel_lengths = torch.full((batch,), n_frames)
+    device = next(model.parameters()).device
+    text = torch.randint(1, N_SYMBOLS, (batch, n_symbols), generator=gen).to(device)
+    text_lengths = torch.full((batch,), n_symbols, device=device)
+    mels = torch.randn(batch, n_frames, N_MELS, generator=gen).to(device)
+    mel_lengths = torch.full((batch,), n_frames, device=device)
     criterion = Tacotron2Loss(TrainTacotron2Config(), model.r)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
 
@@ -88,6 +96,7 @@ def training_step(model: Tacotron2, naive: bool, batch: int, n_symbols: int, n_f
 def inference_run(model: Tacotron2, naive: bool, batch: int, n_symbols: int, n_frames: int):
     """A callable synthesising ``batch`` utterances of exactly ``n_frames`` frames (no stop token)."""
     text = torch.randint(1, N_SYMBOLS, (batch, n_symbols), generator=torch.Generator().manual_seed(1))
+    text = text.to(next(model.parameters()).device)
 
     def run():
         model.eval()
@@ -114,9 +123,12 @@ def main(argv: list[str] | None = None) -> None:
     if args["--small"]:
         cfg = Tacotron2Config(symbols_embedding_dim=64, encoder_embedding_dim=64, attention_rnn_dim=128,
                               attention_dim=32, prenet_dim=64, decoder_rnn_dim=128, postnet_embedding_dim=64)
-    model = build_tacotron2(cfg, N_SYMBOLS, N_MELS)
+    device = torch.device(args["--device"])
+    model = build_tacotron2(cfg, N_SYMBOLS, N_MELS).to(device)
 
     print(f"# Tacotron-2 speed  {datetime.datetime.now().isoformat(timespec='seconds')}")
+    if device.type == "cuda":
+        print(f"# device: {torch.cuda.get_device_name(device)}")
     print(f"# machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
           f"{threads} thread(s), OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
           f"load average {os.getloadavg()[0]:.2f} at start")
@@ -127,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, make, b in (("training", training_step, batch), ("inference", inference_run, 1),
                           (f"inference, batch {batch}", inference_run, batch)):
         t_naive, t_fast = _interleaved(make(model, True, b, n_symbols, n_frames),
-                                       make(model, False, b, n_symbols, n_frames), repeats)
+                                       make(model, False, b, n_symbols, n_frames), repeats, device)
         naive, fast = b * n_frames / t_naive, b * n_frames / t_fast
         rows.append((name, b, naive, fast))
         print(f"{name:<20} batch {b}:  naive {naive:7.1f} frames/s   fast {fast:7.1f} frames/s   "

@@ -446,6 +446,30 @@ def test_demo_stages_call_the_clis_as_documented(tmp_path):
     assert calls[0][4] == f"--checkpoint-dir={exp / 'wavenet_gt'}" and calls[0][5] == hp
 
 
+def test_interpreter_runs_the_stages_without_the_venv(tmp_path):
+    """--interpreter: the user's own Python runs every stage; tools/setup_env.sh is never called."""
+    root, venv = _fake_checkout(tmp_path)
+    (root / "tools" / "setup_env.sh").write_text("echo setup_env.sh was called >&2; exit 1\n")
+    log = tmp_path / "calls.jsonl"
+    _touch(str(tmp_path / "lj"), "metadata.csv", "wavs/LJ001-0001.wav")
+    env = _env(FAKE_CLI_LOG=str(log), TACOWAVE_VENV=str(tmp_path / "nowhere"))
+    args = ["bash", str(root / "recipes/ljspeech/run.sh"), "--stage", "1", "--stop-stage", "1",
+            "--corpus-dir", str(tmp_path / "lj")]
+    proc = subprocess.run(args + ["--interpreter", str(venv / "bin" / "python")], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [json.loads(line)[0] for line in log.read_text().splitlines()] == ["preprocess"]
+    assert f"+ {venv}/bin/python preprocess.py" in proc.stdout
+    proc = subprocess.run(args + ["--interpreter", "no-such-python"], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "--interpreter: no program no-such-python" in proc.stderr
+    # one that lacks torch or tacowave is named before any stage runs it
+    proc = subprocess.run(args + ["--interpreter", "false"], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "cannot import torch and tacowave" in proc.stderr
+
+
 def test_stage_needing_a_missing_checkpoint_names_the_stage(tmp_path):
     root, venv = _fake_checkout(tmp_path)
     env = _env(TACOWAVE_VENV=str(venv), FAKE_CLI_LOG=str(tmp_path / "calls.jsonl"))

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from wavenet_vocoder.fast_generation import FastWaveNet, chunk_steps, load_library, split_rows
+from wavenet_vocoder.graph_generation import GraphWaveNet
 from wavenet_vocoder.mixture import StepNoise, decode_mulaw
 from wavenet_vocoder.model import WaveNet
 from wavenet_vocoder.modules import single_torch_thread
@@ -91,7 +92,8 @@ def generate(model: WaveNet, c: Union[torch.Tensor, Sequence[MelLike], None] = N
         seed: seeds the sampling noise; the same seed gives the same waveforms on both paths.
         temperature: scales the sampling noise (mol: logistic scale; gaussian: std; mulaw:
             divides the logits, 0 = arg-max).
-        fast: use the compiled generator when it can be built (else the PyTorch reference).
+        fast: on a CPU, the compiled generator when it can be built; on a CUDA device, chunks of
+            steps replayed as CUDA graphs (``graph_generation``). Else the PyTorch reference.
         threads: threads for the compiled generator; default one per ``ROWS_PER_THREAD``
             utterances, at most the available cores.
         tqdm: a progress-bar factory such as ``tqdm.tqdm`` (called with ``total=`` samples).
@@ -132,6 +134,8 @@ def generate(model: WaveNet, c: Union[torch.Tensor, Sequence[MelLike], None] = N
 
     if threads is None:
         threads = min(available_cores(), max(1, batch // ROWS_PER_THREAD))
+    if fast and device.type == "cuda":
+        return _generate_graph(GraphWaveNet(model), model, mels, g_ids, n_samples, noise, temperature, tqdm)
     with single_torch_thread():
         if fast and load_library() is not None:
             return _generate_fast(FastWaveNet(model), model, mels, g_ids, n_samples, noise, temperature,
@@ -139,17 +143,32 @@ def generate(model: WaveNet, c: Union[torch.Tensor, Sequence[MelLike], None] = N
         return _generate_reference(model, mels, g_ids, n_samples, noise, temperature, tqdm)
 
 
+def _upsample_each(model: WaveNet, mels: Optional[list[torch.Tensor]], n_samples: list[int]) -> Optional[torch.Tensor]:
+    """(B, cin_channels, max samples) conditioning, zero past each utterance's end."""
+    if mels is None:
+        return None
+    c_up = torch.zeros(len(mels), model.cfg.cin_channels, max(n_samples), device=model.first_conv.bias.device)
+    for i, m in enumerate(mels):
+        # each utterance on its own, so that its edges see exactly its own frames
+        c_up[i, :, :n_samples[i]] = model.upsample(m)[0]
+    return c_up
+
+
+def _generate_graph(engine: GraphWaveNet, model: WaveNet, mels: Optional[list[torch.Tensor]],
+                    g_ids: Optional[torch.Tensor], n_samples: list[int], noise: StepNoise, temperature: float,
+                    tqdm: Optional[Callable[..., Any]]) -> list[torch.Tensor]:
+    samples, _ = engine.run(_upsample_each(model, mels, n_samples), g_ids, max(n_samples), len(n_samples), noise,
+                            temperature, tqdm=tqdm)
+    samples = samples.float().cpu()
+    return [samples[i, :n].clone() for i, n in enumerate(n_samples)]
+
+
 def _generate_reference(model: WaveNet, mels: Optional[list[torch.Tensor]], g_ids: Optional[torch.Tensor],
                         n_samples: list[int], noise: StepNoise, temperature: float,
                         tqdm: Optional[Callable[..., Any]]) -> list[torch.Tensor]:
     total = max(n_samples)
     device = model.first_conv.bias.device
-    c_up = None
-    if mels is not None:
-        # Each utterance is upsampled on its own so its edges see exactly its own frames.
-        c_up = torch.zeros(len(mels), model.cfg.cin_channels, total, device=device)
-        for i, m in enumerate(mels):
-            c_up[i, :, :n_samples[i]] = model.upsample(m)[0]
+    c_up = _upsample_each(model, mels, n_samples)
     bar = (lambda it: tqdm(it, total=total, unit="sample")) if tqdm is not None else None
     samples, _ = model.incremental_forward(c_up=c_up, g=None if g_ids is None else g_ids.to(device), T=total,
                                            noise=noise, temperature=temperature, tqdm=bar)

@@ -59,6 +59,7 @@ wavenet_limit=0        # of those, how many also go through WaveNet (0: all of t
 wer=false              # stage 6 also scores a word error rate with an offline recogniser (English)
 synthesis_args=""      # extra options for synthesis.py (word-split), e.g. "--speaker=slt"
 fixed_sentences=""     # file of fixed test sentences (name|text or plain lines) instead of the recipe's
+interpreter=""         # run the stages with this Python as it is (your own environment; no setup). Empty: .venv via tools/setup_env.sh
 # <<< options
 
 # ----------------------------------------------------------------------------- logging
@@ -253,6 +254,12 @@ _recipe_on_exit() {
 # The project's own interpreter: tools/setup_env.sh first (idempotent, cheap when nothing changed).
 recipe_python() {
   [ -z "$PY" ] || return 0
+  if [ -n "$interpreter" ]; then
+    PY="$(command -v "$interpreter" || true)"
+    [ -n "$PY" ] || recipe_die "--interpreter: no program $interpreter"
+    "$PY" -c 'import torch, tacowave' 2>/dev/null || recipe_die "--interpreter: $interpreter cannot import torch and tacowave (install tacowave there, or put the checkout on PYTHONPATH)"
+    return 0
+  fi
   bash "$RECIPE_ROOT/tools/setup_env.sh"
   PY="${TACOWAVE_VENV:-$RECIPE_ROOT/.venv}/bin/python"
   [ -x "$PY" ] || recipe_die "no python at $PY after tools/setup_env.sh"
