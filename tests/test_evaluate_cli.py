@@ -50,8 +50,8 @@ def test_end_to_end(dirs: dict[str, str], capsys: pytest.CaptureFixture[str]) ->
     captured = capsys.readouterr()
     table = captured.out
     assert "c0 included" in table
-    assert re.search(r"^utterance\s+MCD\s+MCD-noDTW\s+F0RMSE\s+VUV\s+focus\s+diag\s+mono$", table, re.M)
-    assert re.search(r"^a\s+0\.000\s+0\.000\s+0\.0\s+0\.000\s+1\.000\s+1\.000\s+1\.000$", table, re.M)
+    assert re.search(r"^utterance\s+MCD\s+MCD-noDTW\s+F0RMSE\s+VUV\s+dur\s+focus\s+diag\s+mono$", table, re.M)
+    assert re.search(r"^a\s+0\.000\s+0\.000\s+0\.0\s+0\.000\s+1\.00\s+1\.000\s+1\.000\s+1\.000$", table, re.M)
     assert re.search(r"^mean\s+\d", table, re.M) and re.search(r"^std\s+\d", table, re.M)
     assert re.search(r"^b\s", table, re.M) and not re.search(r"^[cd]\s", table, re.M)
     assert "c" in captured.err and "no reference" in captured.err
@@ -75,6 +75,20 @@ def test_end_to_end(dirs: dict[str, str], capsys: pytest.CaptureFixture[str]) ->
     assert list(result["skipped"]["failed"]) == ["d"]
     assert result["settings"]["units"]["f0_rmse_cents"] == "cents"
     assert not [n for n in os.listdir(os.path.dirname(out)) if n != "eval.json"]  # no temp file left
+
+
+def test_duration_ratio_is_synthesised_over_reference_seconds(dirs: dict[str, str], tmp_path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    ref, synth = tmp_path / "ref", tmp_path / "synth"
+    os.makedirs(ref)
+    os.makedirs(synth)
+    clip = load_wav(os.path.join(dirs["ref"], "a.wav"))                  # 1.2 s
+    save_wav(clip, str(ref / "x.wav"), SR)
+    save_wav(np.concatenate([clip, np.zeros(int(0.6 * SR), np.float32)]), str(synth / "x.wav"), SR)
+    out = tmp_path / "r.json"
+    assert main([str(synth), str(ref), "--no-f0", f"--out={out}"]) == 0
+    capsys.readouterr()
+    assert json.loads(out.read_text())["utterances"]["x"]["duration_ratio"] == pytest.approx(1.5)
 
 
 def test_options_change_the_analysis(dirs: dict[str, str], tmp_path, capsys: pytest.CaptureFixture[str]) -> None:

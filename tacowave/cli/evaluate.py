@@ -10,6 +10,8 @@ mean ± std over utterances (population std, as ESPnet):
   F0RMSE      log-F0 RMSE in cents over frames voiced in both (pyworld harvest), frames
               aligned by the MCD's DTW path.
   VUV         fraction of path frames whose voiced/unvoiced decisions differ.
+  dur         duration ratio: synthesised seconds / reference seconds (whole files, silences
+              included); for Tacotron-2 output, how close to the reference length it stopped.
   focus diag mono
               attention focus rate, diagonality (mass within +-10% of T_enc of the
               straight diagonal) and monotonicity of the alignments (T_dec, T_enc).
@@ -60,6 +62,7 @@ _COLUMNS = [
     ("mcd_no_dtw_db", "MCD-noDTW", "{:.3f}"),
     ("f0_rmse_cents", "F0RMSE", "{:.1f}"),
     ("vuv_error", "VUV", "{:.3f}"),
+    ("duration_ratio", "dur", "{:.2f}"),
     ("focus_rate", "focus", "{:.3f}"),
     ("diagonality", "diag", "{:.3f}"),
     ("monotonicity", "mono", "{:.3f}"),
@@ -185,7 +188,8 @@ class _Options:
             "f0": {"method": "pyworld.harvest", "f0_min": self.f0_floor, "f0_max": self.f0_ceil}
             if self.with_f0 else None,
             "units": {"mcd_db": "dB", "f0_rmse_cents": "cents", "log_f0_rmse": "natural-log Hz",
-                      "vuv_error": "fraction of path frames", "wer": "fraction"},
+                      "vuv_error": "fraction of path frames", "duration_ratio": "synthesised / reference seconds",
+                      "wer": "fraction"},
             "std": "population (ddof=0) over utterances",
         }
 
@@ -278,7 +282,7 @@ def _body(args: dict[str, Any]) -> int:
             continue
         except ImportError as e:
             raise UserError(str(e)) from None
-        row: dict[str, Any] = {"sample_rate": rate, **dataclasses.asdict(m)}
+        row: dict[str, Any] = {"sample_rate": rate, **dataclasses.asdict(m), "duration_ratio": len(wav_s) / len(wav_r)}
         if align_dir is not None:
             # synthesis.py writes <name>_alignment.npy beside the mel <name>.npy; a folder of
             # bare <name>.npy alignment matrices works too.
