@@ -82,13 +82,15 @@ def test_duration_ratio_is_synthesised_over_reference_seconds(dirs: dict[str, st
     ref, synth = tmp_path / "ref", tmp_path / "synth"
     os.makedirs(ref)
     os.makedirs(synth)
-    clip = load_wav(os.path.join(dirs["ref"], "a.wav"))                  # 1.2 s
-    save_wav(clip, str(ref / "x.wav"), SR)
-    save_wav(np.concatenate([clip, np.zeros(int(0.6 * SR), np.float32)]), str(synth / "x.wav"), SR)
+    # speech of 1.2 s and 0.6 s; edge silence (here 0.5 s of it) is not speech
+    speech = load_wav(os.path.join(dirs["ref"], "a.wav"))  # 1.2 s, no edge below -40 dB
+    pad = np.zeros(int(0.25 * SR), np.float32)
+    save_wav(np.concatenate([pad, speech, pad]), str(ref / "x.wav"), SR)
+    save_wav(speech[: int(0.6 * SR)], str(synth / "x.wav"), SR)
     out = tmp_path / "r.json"
     assert main([str(synth), str(ref), "--no-f0", f"--out={out}"]) == 0
     capsys.readouterr()
-    assert json.loads(out.read_text())["utterances"]["x"]["duration_ratio"] == pytest.approx(1.5)
+    assert json.loads(out.read_text())["utterances"]["x"]["duration_ratio"] == pytest.approx(0.5, abs=0.04)
 
 
 def test_options_change_the_analysis(dirs: dict[str, str], tmp_path, capsys: pytest.CaptureFixture[str]) -> None:

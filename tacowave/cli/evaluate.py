@@ -10,8 +10,10 @@ mean ± std over utterances (population std, as ESPnet):
   F0RMSE      log-F0 RMSE in cents over frames voiced in both (pyworld harvest), frames
               aligned by the MCD's DTW path.
   VUV         fraction of path frames whose voiced/unvoiced decisions differ.
-  dur         duration ratio: synthesised seconds / reference seconds (whole files, silences
-              included); for Tacotron-2 output, how close to the reference length it stopped.
+  dur         duration ratio of the speech: synthesised / reference seconds, each with its
+              leading and trailing silence (quieter than 40 dB below the peak) cut as
+              preprocessing cuts training audio; for Tacotron-2 output, how close to the
+              reference length it stopped.
   focus diag mono
               attention focus rate, diagonality (mass within +-10% of T_enc of the
               straight diagonal) and monotonicity of the alignments (T_dec, T_enc).
@@ -188,7 +190,7 @@ class _Options:
             "f0": {"method": "pyworld.harvest", "f0_min": self.f0_floor, "f0_max": self.f0_ceil}
             if self.with_f0 else None,
             "units": {"mcd_db": "dB", "f0_rmse_cents": "cents", "log_f0_rmse": "natural-log Hz",
-                      "vuv_error": "fraction of path frames", "duration_ratio": "synthesised / reference seconds",
+                      "vuv_error": "fraction of path frames", "duration_ratio": "synthesised / reference seconds of speech (edge silence cut)",
                       "wer": "fraction"},
             "std": "population (ddof=0) over utterances",
         }
@@ -230,6 +232,17 @@ def _load_pair(synth_path: str, ref_path: str, opts: _Options) -> tuple[Any, Any
         return load_wav(synth_path, rate), load_wav(ref_path, rate), rate
     except (AudioError, RuntimeError) as e:  # soundfile raises RuntimeError on a non-audio file
         raise UserError(str(e)) from None
+
+
+def _speech_seconds(wav: Any, rate: int) -> float:
+    """Seconds between the first and last sound, trimmed as training audio is (AudioConfig's
+    trim_top_db / frame / hop defaults, the hop scaled to this rate)."""
+    from tacowave.audio import trim_silence
+    from tacowave.hparams import AudioConfig
+
+    hop = max(1, round(AudioConfig.trim_hop_length * rate / 22050))
+    cfg = AudioConfig(sample_rate=rate, trim_hop_length=hop, trim_frame_length=4 * hop)
+    return len(trim_silence(wav, cfg)) / rate
 
 
 def _body(args: dict[str, Any]) -> int:
@@ -282,7 +295,8 @@ def _body(args: dict[str, Any]) -> int:
             continue
         except ImportError as e:
             raise UserError(str(e)) from None
-        row: dict[str, Any] = {"sample_rate": rate, **dataclasses.asdict(m), "duration_ratio": len(wav_s) / len(wav_r)}
+        row: dict[str, Any] = {"sample_rate": rate, **dataclasses.asdict(m),
+                               "duration_ratio": _speech_seconds(wav_s, rate) / max(_speech_seconds(wav_r, rate), 1e-9)}
         if align_dir is not None:
             # synthesis.py writes <name>_alignment.npy beside the mel <name>.npy; a folder of
             # bare <name>.npy alignment matrices works too.
