@@ -68,6 +68,32 @@ def stop_targets(mel_lengths: Tensor, n_frames: int) -> Tensor:
     return (frames >= (mel_lengths[:, None] - 1)).float()
 
 
+@torch.no_grad()
+def text_reliance(model: nn.Module, batch: Tacotron2Batch, seed: int = 0) -> float:
+    """How much the teacher-forced mel prediction depends on the text: its mean squared error
+    with every utterance's symbols shuffled, divided by the error with the real symbols.
+
+    About 1 means the decoder predicts from its previous frames alone and the attention walks
+    by position: alignment metrics can look perfect while nothing intelligible comes out. A
+    model that reads its input scores well above 1. Both passes use the same pre-net dropout
+    (the global RNG is reseeded with ``seed`` before each).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    shuffled = batch.text.clone()
+    for b, n in enumerate(batch.text_lengths.tolist()):
+        shuffled[b, :n] = batch.text[b, torch.randperm(n, generator=gen).to(batch.text.device)]
+    valid = (torch.arange(batch.mels.shape[1], device=batch.mels.device)[None, :]
+             < batch.mel_lengths[:, None]).unsqueeze(-1)
+
+    def error(text: Tensor) -> float:
+        torch.manual_seed(seed)
+        out = model(text, batch.text_lengths, batch.mels, batch.mel_lengths, batch.speaker_ids)
+        diff = (out.mel_outputs_postnet.float() - batch.mels.float()) ** 2
+        return float((diff * valid).sum() / (valid.sum() * diff.shape[-1]).clamp_min(1))
+
+    return error(shuffled) / max(error(batch.text), 1e-12)
+
+
 def collate_items(items: Sequence[Tacotron2Item], r: int) -> Tacotron2Batch:
     """Pad items into a :class:`Tacotron2Batch`; mels are padded to a multiple of ``r`` frames."""
     if not items:
@@ -260,7 +286,8 @@ class Tacotron2Task(Task):
 
     def evaluate(self, model: nn.Module, dev_dataset: torch.utils.data.Dataset | None,
                  logger: TrainLogger, step: int) -> None:
-        """Teacher-forced alignments and mels of up to 3 dev utterances, and a free-running
+        """Teacher-forced alignments and mels of up to 3 dev utterances with their
+        :func:`text_reliance` (``dev/text_reliance``), and a free-running
         synthesis of the first one: its alignment, stop reason, frame count against the
         reference, attention focus rate / diagonality and a Griffin-Lim preview.
 
@@ -278,6 +305,7 @@ class Tacotron2Task(Task):
         items = [dev_dataset[k] for k in range(min(EVAL_UTTERANCES, len(dev_dataset)))]
         batch = self.batch_to_device(self.collate(items), device)
         out = model(batch.text, batch.text_lengths, batch.mels, batch.mel_lengths, batch.speaker_ids)
+        logger.scalar("dev/text_reliance", text_reliance(model, batch), step)
         for k, item in enumerate(items):
             frames, n_text = item.mel.shape[0], len(item.text)
             align = out.alignments[k, :math.ceil(frames / self.r), :n_text].float().cpu().numpy()

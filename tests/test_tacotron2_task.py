@@ -119,7 +119,7 @@ def test_trains_through_train_cli_and_loss_falls(trained, data_dir):
     images = set(acc.Tags()["images"])
     assert {"dev/alignment_0", "dev/mel_0", "dev/alignment_1", "dev/mel_1",
             "infer/alignment", "infer/mel"} <= images
-    for tag in ("infer/frames_ratio", "infer/focus_rate", "infer/diagonality", "infer/stopped"):
+    for tag in ("infer/frames_ratio", "infer/focus_rate", "infer/diagonality", "infer/stopped", "dev/text_reliance"):
         assert np.isfinite(acc.Scalars(tag)[0].value)
     # The decoder-step cap bounds the free-running synthesis: at most ~2x the reference (+10 steps).
     assert 0 < acc.Scalars("infer/frames_ratio")[0].value <= 2.5
@@ -267,7 +267,7 @@ def test_reduction_factor_two_through_the_task(data_dir, monkeypatch):
     # Free-running is capped at 2 x reference decoder steps + 10.
     assert infer.shape[0] == 80 and infer.shape[1] <= 2 * (2 * steps + 10)
     assert logger.calls["scalar"]["infer/frames_ratio"] == pytest.approx(infer.shape[1] / item.mel.shape[0])
-    assert set(logger.calls["scalar"]) >= {"infer/focus_rate", "infer/diagonality", "infer/stopped"}
+    assert set(logger.calls["scalar"]) >= {"infer/focus_rate", "infer/diagonality", "infer/stopped", "dev/text_reliance"}
     assert logger.calls["audio"]["infer/griffin_lim"][1] == 16000
     assert "stop reason" in logger.calls["text"]["infer/summary"]
     assert task.checkpoint_extra()["speakers"] == ["awb", "slt"]
@@ -307,3 +307,57 @@ def test_arpabet_probability_retokenises_with_the_item_rng(data_dir):
     plain = Tacotron2Dataset(DataDir(data_dir), "train", symbols=fe.symbols, speakers=["awb", "slt"],
                              text=TextConfig("english_arpabet", 1.0), num_mels=80)
     assert plain[SampleKey(0, 1)].text.tolist() == fe.tokens_to_ids(split_tokens(plain.utterances[0].phones))
+
+
+def _reliance_batch() -> Tacotron2Batch:
+    g = torch.Generator().manual_seed(0)
+    text = torch.tensor([[3, 4, 5, 6, 7, 8], [9, 10, 11, 2, 0, 0]])
+    mels = torch.rand(2, 12, 4, generator=g)
+    mels[1, 9:] = 0
+    return Tacotron2Batch(text=text, text_lengths=torch.tensor([6, 4]), mels=mels,
+                          mel_lengths=torch.tensor([12, 9]), stop_targets=torch.zeros(2, 12),
+                          speaker_ids=torch.zeros(2, dtype=torch.long), utt_ids=("a", "b"), n_frames=21)
+
+
+class _StubOutput:
+    def __init__(self, post):
+        self.mel_outputs_postnet = post
+
+
+def test_text_reliance_tells_a_clock_from_a_reader():
+    from tacotron2.task import text_reliance
+
+    batch = _reliance_batch()
+
+    def clock(text, text_lengths, mels, mel_lengths, speakers):
+        # predicts the same whatever the text: the failure the metric exists to catch
+        return _StubOutput(mels + 0.1)
+
+    def reader(text, text_lengths, mels, mel_lengths, speakers):
+        # its error grows with every symbol that is not the real one
+        wrong = (text != batch.text).float().sum(1)[:, None, None]
+        return _StubOutput(mels + 0.1 * (1 + wrong))
+
+    assert text_reliance(clock, batch) == pytest.approx(1.0)
+    value = text_reliance(reader, batch)
+    assert value > 1.5, value
+    # padding is never shuffled in and padded frames never count
+    seen = []
+    text_reliance(lambda t, *a: seen.append(t.clone()) or _StubOutput(a[1] + 0.1), batch)
+    assert torch.equal(seen[0][1, 4:], torch.zeros(2, dtype=torch.long))
+    assert sorted(seen[0][1, :4].tolist()) == [2, 9, 10, 11]
+
+
+def test_text_reliance_of_a_real_model_is_deterministic():
+    from tacotron2.task import text_reliance
+    from tacotron2.model import build_tacotron2
+    from tacowave.hparams import Tacotron2Config
+
+    cfg = Tacotron2Config(symbols_embedding_dim=16, encoder_embedding_dim=16, attention_rnn_dim=16,
+                          attention_dim=8, prenet_dim=8, decoder_rnn_dim=16, postnet_embedding_dim=8,
+                          n_frames_per_step=3)
+    torch.manual_seed(0)
+    model = build_tacotron2(cfg, 12, 4).eval()
+    value = text_reliance(model, _reliance_batch())
+    assert np.isfinite(value) and value > 0
+    assert text_reliance(model, _reliance_batch()) == value  # deterministic: same dropout, same shuffle
