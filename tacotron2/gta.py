@@ -29,7 +29,7 @@ import torch
 
 from tacowave.audio import atomic_write, save_npy
 from tacowave.data import DataDir, DataDirError, Utterance
-from tacowave.hparams import audio_sections_differ
+from tacowave.hparams import describe_audio_differences
 from tacowave.text import split_tokens
 
 from .task import Tacotron2Item, collate_items, read_mel
@@ -52,10 +52,8 @@ def check_compatible(loaded: Any, data: DataDir) -> None:
     checkpoint's (the error names both values)."""
     ours = loaded.hp.to_dict()["audio"]
     theirs = data.audio
-    keys = audio_sections_differ(ours, theirs)
-    if keys:
-        diffs = ", ".join(f"audio.{k} = {ours.get(k)!r} in the checkpoint but {theirs.get(k)!r} in the "
-                          f"data" for k in keys)
+    diffs = describe_audio_differences(ours, theirs, "the checkpoint", "the data")
+    if diffs:
         raise DataDirError(f"{loaded.path} was trained on other mels than {data.root} holds ({diffs}); "
                            f"GTA needs the data dir the model was trained on")
     symbols = list(loaded.extra.get("symbols") or [])

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from tacowave.hparams import AudioConfig, audio_sections_differ
+from tacowave.hparams import AudioConfig, describe_audio_differences
 
 SPLITS = ("train", "dev", "eval")
 FEATURE_DIRS = ("audio", "mel", "gta")
@@ -115,10 +115,8 @@ class DataDir:
         """Refuse a preset whose feature definition differs from the data's (names both values)."""
         ours = audio if isinstance(audio, dict) else dataclasses.asdict(audio)
         theirs = self.audio
-        keys = audio_sections_differ(ours, theirs)
-        if keys:
-            diffs = ", ".join(f"audio.{k} = {ours.get(k)!r} in the preset but {theirs.get(k)!r} "
-                              f"in the data" for k in keys)
+        diffs = describe_audio_differences(ours, theirs, "the preset", "the data")
+        if diffs:
             raise DataDirError(f"the preset's audio section differs from the one {self.root} was "
                                f"preprocessed with ({os.path.join(self.root, 'meta.json')}): {diffs}; "
                                f"use the preset the data was made with, or preprocess again")

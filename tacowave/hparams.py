@@ -491,3 +491,10 @@ def audio_sections_differ(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
                "griffin_lim_power"}
     keys = sorted((set(a) | set(b)) - ignored)
     return [k for k in keys if a.get(k) != b.get(k)]
+
+
+def describe_audio_differences(a: dict[str, Any], b: dict[str, Any], a_name: str, b_name: str) -> str:
+    """"audio.<key> = <a's> in <a_name> but <b's> in <b_name>, ..." for every feature-defining
+    key on which the sections disagree; "" when they define the same mels."""
+    return ", ".join(f"audio.{k} = {a.get(k)!r} in {a_name} but {b.get(k)!r} in {b_name}"
+                     for k in audio_sections_differ(a, b))

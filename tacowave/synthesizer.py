@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from tacowave import audio
-from tacowave.hparams import HParams, audio_sections_differ
+from tacowave.hparams import HParams, describe_audio_differences
 from tacowave.training.checkpoint import load_checkpoint
 from tacowave.training.device import select_device
 
@@ -122,11 +122,10 @@ class Synthesizer:
         self.tacotron2 = load_model(tacotron2, "tacotron2", self.device, use_ema) if tacotron2 else None
         self.wavenet = load_model(wavenet, "wavenet", self.device, use_ema) if wavenet else None
         if self.tacotron2 and self.wavenet:
-            differ = audio_sections_differ(self.tacotron2.hp.to_dict()["audio"],
-                                           self.wavenet.hp.to_dict()["audio"])
-            if differ:
-                a, b = self.tacotron2.hp.audio, self.wavenet.hp.audio
-                detail = ", ".join(f"{k}: {getattr(a, k)!r} vs {getattr(b, k)!r}" for k in differ)
+            detail = describe_audio_differences(self.tacotron2.hp.to_dict()["audio"],
+                                                self.wavenet.hp.to_dict()["audio"],
+                                                "the Tacotron-2", "the WaveNet")
+            if detail:
                 raise SynthesisError(f"{tacotron2} and {wavenet} were trained on different mels "
                                      f"({detail}); train the WaveNet on this Tacotron-2's data")
         self.frontend = None

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from tacowave.hparams import (PRESETS_DIR, SECTIONS, HParams, HParamsError, audio_sections_differ,
-                              load_hparams, parse_overrides)
+                              describe_audio_differences, load_hparams, parse_overrides)
 
 SHIPPED = ["ljspeech", "cmu_arctic", "jsut", "thchs30", "demo"]
 
@@ -110,6 +110,8 @@ def test_audio_sections_differ_names_feature_keys_only():
     b = dict(a, fmin=0.0, griffin_lim_iters=5, max_duration_s=3.0)
     assert audio_sections_differ(a, b) == ["fmin"]
     assert audio_sections_differ(a, a) == []
+    assert describe_audio_differences(a, b, "A", "B") == "audio.fmin = 80.0 in A but 0.0 in B"
+    assert describe_audio_differences(a, a, "A", "B") == ""
 
 
 def test_every_section_has_a_default():

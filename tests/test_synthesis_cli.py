@@ -58,3 +58,21 @@ def test_missing_checkpoint_and_mel_are_exit_one_naming_the_file(tmp_path, capsy
     assert synthesis.main(["--tacotron2=" + str(tmp_path / "t2.pth"), "--text=hi",
                            str(tmp_path / "out")]) == 1
     assert "t2.pth" in capsys.readouterr().err
+
+
+def test_tacotron2_and_wavenet_trained_on_different_mels_is_one_error(monkeypatch):
+    """The pair is refused before any synthesis, naming each differing key and both values."""
+    from types import SimpleNamespace
+
+    import tacowave.synthesizer as synthesizer
+    from tacowave.hparams import load_hparams
+
+    presets = {"t2.pth": load_hparams("demo"), "wn.pth": load_hparams("demo", "audio.fmax=8000,audio.fmin=55")}
+    monkeypatch.setattr(synthesizer, "load_model",
+                        lambda path, kind, device, use_ema=True: SimpleNamespace(hp=presets[path]))
+    with pytest.raises(synthesizer.SynthesisError) as err:
+        synthesizer.Synthesizer(tacotron2="t2.pth", wavenet="wn.pth", device="cpu")
+    msg = str(err.value)
+    assert "t2.pth and wn.pth were trained on different mels" in msg
+    assert "audio.fmax = 7600.0 in the Tacotron-2 but 8000.0 in the WaveNet" in msg
+    assert "audio.fmin = 80.0 in the Tacotron-2 but 55.0 in the WaveNet" in msg
