@@ -326,10 +326,7 @@ class FastWaveNet:
         c_up, T, batch = self.model.resolve_incremental_inputs(c, g, T, c_up, test_inputs)
         if noise is None:
             noise = StepNoise(self.cfg, batch, seed)
-        forced = None
-        if test_inputs is not None:
-            forced = test_inputs.argmax(1) if self._struct.onehot else test_inputs[:, 0]
-            forced = _f32(forced[:, :T])
+        forced = None if test_inputs is None else _f32(self.model.teacher_forced_values(test_inputs, T))
         state, _keep = self.new_state(batch)
         sbias = self.static_bias(g, batch)
         samples = np.empty((batch, T), np.float32)

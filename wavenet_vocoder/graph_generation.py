@@ -160,12 +160,8 @@ class GraphWaveNet:
         c_up, T, batch = self.model.resolve_incremental_inputs(c, g, T, c_up, test_inputs)
         if noise is None:
             noise = StepNoise(self.cfg, batch, seed)
-        forced = None
-        if test_inputs is not None:
-            forced = test_inputs.argmax(1) if self.onehot else test_inputs[:, 0]
-            forced = forced[:, :T].to(self.device, torch.float32)
-        samples, params = self.run(c_up, g, T, batch, noise, temperature, forced, keep_params=True)
-        return samples, params
+        forced = None if test_inputs is None else self.model.teacher_forced_values(test_inputs, T).to(self.device)
+        return self.run(c_up, g, T, batch, noise, temperature, forced, keep_params=True)
 
 
 class _ChunkRunner:

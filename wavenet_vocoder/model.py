@@ -200,6 +200,12 @@ class WaveNet(nn.Module):
         batch = next((x.size(0) for x in (c_up, test_inputs, g) if x is not None), 1)
         return c_up, int(T), batch
 
+    def teacher_forced_values(self, test_inputs: torch.Tensor, T: int) -> torch.Tensor:
+        """(B, in_channels, >= T) parallel-forward inputs -> (B, T) float values the generators
+        feed back: mu-law class indices for one-hot inputs, else the samples themselves."""
+        values = test_inputs.argmax(1) if self.cfg.output_distribution == "mulaw" else test_inputs[:, 0]
+        return values[:, :T].float()
+
     @torch.no_grad()
     def incremental_forward(self, c: Optional[torch.Tensor] = None, g: Optional[torch.Tensor] = None,
                             T: Optional[int] = None, *, c_up: Optional[torch.Tensor] = None,
