@@ -117,7 +117,7 @@ def main_gpu(args: argparse.Namespace) -> None:
     Each fast measurement includes recording the graph (once per call of ``generate``), which
     is reported on its own first.
     """
-    from wavenet_vocoder.graph_generation import GraphWaveNet
+    from wavenet_vocoder.graph_generation import DEFAULT_CHUNK, GraphWaveNet
 
     device = torch.device(args.device)
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
@@ -131,7 +131,7 @@ def main_gpu(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         GraphWaveNet(model).run(None, None, 1, batch, StepNoise(cfg, batch, 0))
         torch.cuda.synchronize(device)
-        print(f"recording one {GraphWaveNet(model).chunk}-step graph at batch {batch}: "
+        print(f"recording one {DEFAULT_CHUNK}-step graph at batch {batch}: "
               f"{time.perf_counter() - start:.2f} s", flush=True)
     rows = []
     for batch, fast, seconds in ((1, False, None), (16, False, None), (1, True, args.seconds),

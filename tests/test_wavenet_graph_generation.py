@@ -35,7 +35,7 @@ def test_chunk_size_does_not_change_the_waveform() -> None:
 def test_generate_batch_of_different_lengths_through_the_graph_path() -> None:
     model = odd_model("mol", "both")
     mels = [torch.randn(8, n, generator=torch.Generator().manual_seed(n)) for n in (7, 3, 12)]
-    reference = generate_reference(model, mels, [0, 2, 1], seed=2)
+    reference = generation.generate(model, mels, [0, 2, 1], seed=2, fast=False)
     mels_padded = [generation.pad_conditioning(m.unsqueeze(0), model.cfg.cin_pad) for m in mels]
     n_samples = [m.size(1) * model.hop_size for m in mels]
     wavs = generation._generate_graph(GraphWaveNet(model, chunk=16), model, mels_padded, torch.tensor([0, 2, 1]),
@@ -43,10 +43,6 @@ def test_generate_batch_of_different_lengths_through_the_graph_path() -> None:
     assert [len(w) for w in wavs] == n_samples
     for w, r in zip(wavs, reference):
         assert torch.allclose(w, r, atol=1e-4, rtol=0)
-
-
-def generate_reference(model, mels, speakers, seed):
-    return generation.generate(model, mels, speakers, seed=seed, fast=False)
 
 
 def test_graph_recording_needs_a_cuda_model() -> None:
