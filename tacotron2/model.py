@@ -159,6 +159,10 @@ class Postnet(nn.Module):
             ConvBNBlock(dims[i], dims[i + 1], cfg.postnet_kernel_size,
                         "tanh" if i < n - 1 else None, cfg.postnet_dropout)
             for i in range(n))
+        # The residual starts at exactly zero (zero-initialised last batch-norm scale, as in
+        # Goyal et al. 2017): a unit-variance random residual on [0, 1] mels costs the first
+        # thousand steps of a small run just to be unlearnt.
+        nn.init.zeros_(self.convolutions[-1].norm.weight)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         mask = lengths_to_mask(lengths, x.shape[1])[:, None, :].to(x.dtype) if lengths is not None else None
@@ -411,6 +415,16 @@ class Decoder(nn.Module):
                 torch.stack(alignments, 1), n_frames, stopped)
 
 
+def frame_dropout(mels: Tensor, mel_lengths: Tensor, p: float) -> Tensor:
+    """``mels`` (B, T, n_mels) with each frame replaced, with probability ``p``, by the mean of
+    the batch's real (unpadded) frames. The mean carries no information about which sound comes
+    next, so a dropped frame leaves only the attention context and the decoder's memory."""
+    valid = lengths_to_mask(mel_lengths, mels.shape[1])
+    mean = (mels * valid[:, :, None]).sum((0, 1)) / valid.sum().clamp_min(1)
+    drop = torch.rand(mels.shape[:2], device=mels.device) < p
+    return torch.where(drop[:, :, None], mean.detach().to(mels.dtype), mels)
+
+
 def _invalid_mask(lengths: Tensor | None, n: int) -> Tensor | None:
     if lengths is None or not bool((lengths < n).any()):
         return None
@@ -463,7 +477,10 @@ class Tacotron2(nn.Module):
         """
         t = mels.shape[1]
         memory = self.encode(text, text_lengths, speaker_ids)
-        mel, gate, alignments = self.decoder(memory, text_lengths, mels)
+        inputs = mels
+        if self.training and self.cfg.decoder_frame_dropout > 0:
+            inputs = frame_dropout(mels, mel_lengths, self.cfg.decoder_frame_dropout)
+        mel, gate, alignments = self.decoder(memory, text_lengths, inputs)
         mel, gate = mel[:, :t], gate[:, :t]  # drop the padding up to a multiple of r
         mel_post = mel + self.postnet(mel, mel_lengths)
         if self.cfg.mask_padding:
@@ -547,6 +564,8 @@ def check_config(cfg: Tacotron2Config, n_symbols: int, n_mels: int, n_speakers: 
         problems.append("need postnet_n_convolutions >= 2, encoder_n_convolutions >= 1, prenet_layers >= 1")
     if cfg.speaker_embedding_dim < 0:
         problems.append(f"speaker_embedding_dim must be >= 0, got {cfg.speaker_embedding_dim}")
+    if not 0.0 <= cfg.decoder_frame_dropout < 1.0:
+        problems.append(f"decoder_frame_dropout must be in [0, 1), got {cfg.decoder_frame_dropout}")
     if problems:
         raise ValueError("invalid tacotron2 configuration: " + "; ".join(problems))
 

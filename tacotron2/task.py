@@ -123,6 +123,23 @@ def read_mel(data: DataDir, utt: Utterance, num_mels: int) -> np.ndarray:
     return mel
 
 
+def mean_training_frame(data: DataDir, num_mels: int, max_utterances: int = 200) -> np.ndarray | None:
+    """The mean mel frame of (up to ``max_utterances`` evenly spaced) training utterances, or
+    None without a train list. Deterministic, so every rank builds the same initial model."""
+    if not data.has_split("train"):
+        return None
+    utts = data.utterances("train")
+    if not utts:
+        return None
+    picked = [utts[i] for i in np.linspace(0, len(utts) - 1, min(len(utts), max_utterances)).astype(int)]
+    total, count = np.zeros(num_mels, dtype=np.float64), 0
+    for utt in picked:
+        mel = read_mel(data, utt, num_mels)
+        total += mel.sum(0)
+        count += mel.shape[0]
+    return (total / max(count, 1)).astype(np.float32)
+
+
 def check_phones(data: DataDir, split: str, utterances: Sequence[Utterance],
                  symbol_ids: dict[str, int], frontend: str) -> None:
     """Fail early, naming an utterance, when a phones column holds a token the symbol table lacks
@@ -241,10 +258,18 @@ class Tacotron2Task(Task):
         from .model import build_tacotron2
 
         try:
-            return build_tacotron2(self.hp.tacotron2, len(self.symbols), self.hp.audio.num_mels,
-                                   len(self.speakers))
+            model = build_tacotron2(self.hp.tacotron2, len(self.symbols), self.hp.audio.num_mels,
+                                    len(self.speakers))
         except ValueError as e:
             raise TrainingError(str(e)) from None
+        # The frame projection starts out predicting the corpus's mean frame rather than zeros,
+        # so the first steps learn speech instead of the data's offset (a resumed or fine-tuned
+        # run loads its own weights over this).
+        mean = mean_training_frame(self.data, self.hp.audio.num_mels)
+        if mean is not None:
+            with torch.no_grad():
+                model.decoder.mel_proj.bias.copy_(torch.from_numpy(mean).repeat(self.r))
+        return model
 
     def _dataset(self, split: str) -> Tacotron2Dataset:
         return Tacotron2Dataset(self.data, split, symbols=self.symbols, speakers=self.speakers,

@@ -99,6 +99,10 @@ class Tacotron2Config:
     prenet_dim: int = 256
     prenet_layers: int = 2
     prenet_dropout: float = 0.5
+    # Training only: each teacher-forced decoder input frame is replaced by the batch's mean frame
+    # with this probability (frame dropout, Liu et al. 2019, "Maximizing Mutual Information for
+    # Tacotron"). It takes away the previous-frame shortcut so the decoder has to read the text.
+    decoder_frame_dropout: float = 0.0
     decoder_rnn_dim: int = 1024
     p_attention_dropout: float = 0.1
     p_decoder_dropout: float = 0.1

@@ -11,7 +11,7 @@ import torch
 
 from tacowave.hparams import Tacotron2Config, TrainTacotron2Config
 from tacotron2 import Tacotron2Loss, build_tacotron2
-from tacotron2.model import reference_decoder_forward
+from tacotron2.model import frame_dropout, reference_decoder_forward
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -212,6 +212,38 @@ def test_model_deepcopies_and_rejects_bad_configs():
         build_tacotron2(tiny_cfg(n_frames_per_step=4), N_SYMBOLS, N_MELS)
     with pytest.raises(ValueError, match="encoder_embedding_dim"):
         build_tacotron2(tiny_cfg(encoder_embedding_dim=15), N_SYMBOLS, N_MELS)
+    with pytest.raises(ValueError, match="decoder_frame_dropout"):
+        build_tacotron2(tiny_cfg(decoder_frame_dropout=1.0), N_SYMBOLS, N_MELS)
+
+
+# --------------------------------------------------------------------------- frame dropout
+
+
+def test_frame_dropout_replaces_frames_by_the_mean_of_real_frames():
+    _, _, mels, ml = batch(mel_lengths=(300, 120))
+    torch.manual_seed(0)
+    out = frame_dropout(mels, ml, 0.3)
+    real = np.concatenate([mels[0, :300].numpy(), mels[1, :120].numpy()])  # padding excluded
+    mean = real.mean(0)
+    dropped = ~torch.all(out == mels, 2)
+    assert torch.allclose(out[dropped], torch.from_numpy(mean).expand(int(dropped.sum()), -1), atol=1e-6)
+    assert torch.all(out[~dropped] == mels[~dropped])
+    assert 0.25 < dropped.float().mean() < 0.35  # 600 frames at p = 0.3
+
+
+def test_frame_dropout_feeds_the_decoder_in_training_passes_only():
+    text, tl, mels, ml = batch()
+    quiet = dict(prenet_dropout=0.0, p_attention_dropout=0.0, p_decoder_dropout=0.0,
+                 encoder_dropout=0.0, postnet_dropout=0.0)  # frame dropout is the only noise left
+    plain, dropping = tiny_model(**quiet), tiny_model(decoder_frame_dropout=0.5, **quiet)
+    plain.eval(), dropping.eval()  # validation and GTA read the real frames
+    torch.testing.assert_close(dropping(text, tl, mels, ml).mel_outputs, plain(text, tl, mels, ml).mel_outputs)
+    plain.train(), dropping.train()
+    torch.manual_seed(1)
+    trained = dropping(text, tl, mels, ml).mel_outputs
+    torch.manual_seed(1)
+    torch.testing.assert_close(trained, plain(text, tl, frame_dropout(mels, ml, 0.5), ml).mel_outputs)
+    assert not torch.allclose(trained, plain(text, tl, mels, ml).mel_outputs)
 
 
 # --------------------------------------------------------------------------- loss

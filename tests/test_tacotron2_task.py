@@ -361,3 +361,17 @@ def test_text_reliance_of_a_real_model_is_deterministic():
     value = text_reliance(model, _reliance_batch())
     assert np.isfinite(value) and value > 0
     assert text_reliance(model, _reliance_batch()) == value  # deterministic: same dropout, same shuffle
+
+
+def test_fresh_model_starts_at_the_corpus_mean_frame_with_a_silent_postnet(data_dir):
+    data = DataDir(data_dir)
+    task = Tacotron2Task(hparams(), data)
+    frames = np.concatenate([np.load(os.path.join(data_dir, "mel", u.utt_id + ".npy"))
+                             for u in data.utterances("train")])
+    model = task.build_model()
+    bias = model.decoder.mel_proj.bias.detach().numpy().reshape(task.r, -1)
+    for row in bias:  # every one of the r frames a step emits
+        np.testing.assert_allclose(row, frames.mean(0), rtol=1e-5, atol=1e-6)
+    # A zero batch-norm scale on its last layer: the post-net adds nothing until it learns to.
+    mel = torch.rand(2, 9, bias.shape[1])
+    assert torch.all(model.postnet.eval()(mel) == 0)
