@@ -314,3 +314,36 @@ def test_tiny_model_overfits_two_sequences():
         losses.append(loss.item())
     print(f"overfit: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
     assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
+
+
+# --------------------------------------------------------------------------- the demo's encoder
+
+
+def _symbol_probe_accuracy(cfg: Tacotron2Config, seed: int = 0) -> float:
+    """How well a least-squares linear read-out recovers each position's symbol from a freshly
+    initialised encoder's output in training mode (dropout on): held-out half of 2,560 positions."""
+    torch.manual_seed(seed)
+    n_symbols = 30
+    model = build_tacotron2(cfg, n_symbols, 80).train()
+    ids = torch.randint(3, n_symbols, (64, 40))
+    with torch.no_grad():
+        feats = model.encode(ids).reshape(-1, cfg.encoder_embedding_dim).double().numpy()
+    x = np.c_[feats, np.ones(len(feats))]
+    y = ids.reshape(-1).numpy()
+    half = len(x) // 2
+    w = np.linalg.lstsq(x[:half], np.eye(n_symbols)[y[:half]], rcond=None)[0]
+    return float((np.argmax(x[half:] @ w, 1) == y[half:]).mean())
+
+
+def test_demo_encoder_passes_the_symbols_through_from_the_start():
+    """Why the demo preset's encoder has one convolution with light dropout: at its width (128)
+    NVIDIA's three convolutions with dropout 0.5 blur each position's symbol beyond a linear
+    read-out at initialisation, and a small model trained for minutes then learns to ignore
+    the text (measured: teacher-forced error with shuffled text / real text stayed at 1.0-1.07
+    for 4,000 steps; with this encoder it was 1.27 after 500)."""
+    from tacowave.hparams import load_hparams
+
+    demo = load_hparams("demo").tacotron2
+    assert _symbol_probe_accuracy(demo) > 0.5
+    nvidia_style = dataclasses.replace(demo, encoder_n_convolutions=3, encoder_dropout=0.5)
+    assert _symbol_probe_accuracy(nvidia_style) < 0.2
