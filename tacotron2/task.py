@@ -34,6 +34,8 @@ from tacowave.text import frontend_from_config, split_tokens
 from tacowave.training.logging import TrainLogger
 from tacowave.training.task import Task
 
+from .layers import lengths_to_mask
+
 #: Utterances of the dev list that :meth:`Tacotron2Task.evaluate` draws images for.
 EVAL_UTTERANCES = 3
 #: Griffin-Lim iterations of the evaluation audio preview.
@@ -82,8 +84,7 @@ def text_reliance(model: nn.Module, batch: Tacotron2Batch, seed: int = 0) -> flo
     shuffled = batch.text.clone()
     for b, n in enumerate(batch.text_lengths.tolist()):
         shuffled[b, :n] = batch.text[b, torch.randperm(n, generator=gen).to(batch.text.device)]
-    valid = (torch.arange(batch.mels.shape[1], device=batch.mels.device)[None, :]
-             < batch.mel_lengths[:, None]).unsqueeze(-1)
+    valid = lengths_to_mask(batch.mel_lengths, batch.mels.shape[1]).unsqueeze(-1)
 
     def error(text: Tensor) -> float:
         torch.manual_seed(seed)
