@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -144,11 +145,49 @@ def test_generate_in_many_chunks_equals_one_chunk(monkeypatch: pytest.MonkeyPatc
     model = odd_model("mol", "local")
     mels = [torch.randn(8, 40), torch.randn(8, 25)]
     whole = generate(model, mels, seed=0)
-    monkeypatch.setattr(fast_generation, "CONDITIONING_BUDGET_BYTES", 1)  # 64-step chunks
+    monkeypatch.setattr(fast_generation, "MAX_CHUNK_STEPS", 64)
     chunked = generate(model, mels, seed=0)
     assert [len(w) for w in chunked] == [240, 150]
     for a, b in zip(whole, chunked):
         assert torch.allclose(a, b, atol=1e-6, rtol=0)
+
+
+@needs_compiler
+def test_conditioning_window_mixes_to_the_upsampled_projection() -> None:
+    # frames x mix must equal projecting every sample of the full upsampling, the slow way
+    model = odd_model("mol", "local")
+    engine = FastWaveNet(model)
+    c = torch.randn(1, 8, 12 + 2 * ODD.cin_pad)
+    with torch.no_grad():
+        full = engine.project_conditioning(model.upsample(c))[0]                # (72, L*G)
+        h = model.upsample_net.encode_frames(c)[0]
+    width = engine.L * engine.G
+    for t0, t1 in ((0, 5), (13, 40), (50, 72)):
+        frames = np.full((20, width), np.nan, np.float32)  # room to spare: the extra rows must be zeroed
+        mix = np.full((t1 - t0, 20), np.nan, np.float32)
+        engine.conditioning_window(h, t0, t1, frames, mix)
+        assert np.allclose(mix @ frames, full[t0:t1], atol=1e-5)
+        assert ((mix != 0).sum(1) <= 2 * model.upsample_net.context_frames + 1).all()
+    with pytest.raises(ValueError, match=r"samples \[0, 72\) needs 12 frames, room for 3"):
+        engine.conditioning_window(h, 0, 72, np.empty((3, width), np.float32), np.empty((72, 3), np.float32))
+
+
+@needs_compiler
+def test_run_rejects_frames_without_their_mixing_weights() -> None:
+    model = odd_model("mol", "local")
+    engine = FastWaveNet(model)
+    state, _keep = engine.new_state(1)
+    width, n = engine.L * engine.G, 4
+    args = (state, 1, 0, engine.static_bias(None, 1), None, np.full((1, n, engine.noise_dim), 0.5, np.float32),
+            np.empty((1, n), np.float32))
+    with pytest.raises(ValueError, match="frames together with mix"):
+        engine.run(*args, frames=np.zeros((1, 2, width), np.float32))
+    with pytest.raises(ValueError, match="mix must be"):
+        engine.run(*args, frames=np.zeros((1, 2, width), np.float32), mix=np.zeros((1, n, 3), np.float32))
+    too_many = fast_generation.MAX_WINDOW_FRAMES + 1
+    with pytest.raises(ValueError, match="1 to 64 frames"):
+        engine.run(*args, frames=np.zeros((1, too_many, width), np.float32),
+                   mix=np.zeros((1, n, too_many), np.float32))
 
 
 @needs_compiler

@@ -12,8 +12,11 @@ SOURCE = r"""/* Fast incremental WaveNet generation: the whole per-sample step l
  * platform) and no threads (the caller runs one call per thread on disjoint utterances).
  *
  * Per step and layer the dilated convolution is one (rows x k*R) @ (k*R x G) product whose k input
- * blocks are read straight from a per-layer ring buffer of past inputs; the conditioning arrives
- * precomputed as biases; the residual and skip 1x1 convolutions are one fused (G/2 -> R+S) product.
+ * blocks are read straight from a per-layer ring buffer of past inputs; the residual and skip 1x1
+ * convolutions are one fused (G/2 -> R+S) product. Local conditioning arrives either as one
+ * precomputed gate bias per step, or (cheaper: no per-step array streams through memory) as the
+ * projections of the few mel frames around the chunk plus each step's mixing weights, which the
+ * gate computation combines on the fly.
  */
 #include <math.h>
 #include <stdint.h>
@@ -27,6 +30,7 @@ SOURCE = r"""/* Fast incremental WaveNet generation: the whole per-sample step l
  * per step, and the hardware prefetcher alone left ~20% of the arithmetic waiting (measured). */
 #define PREFETCH_ROWS 128
 #define MAXTAPS 16
+#define MAXFRAMES 64   /* mel frames in one chunk's conditioning window */
 
 typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
@@ -227,17 +231,20 @@ static float sample(const WNModel *m, const float *p, const float *u) {
 /* Run n steps (global steps t0 .. t0+n-1) for the first B rows of the state.
  *   sbias    (B, L, G)       per-utterance bias of every gate: conv bias + speaker projection
  *   cond     (B, n, L, G)    local-conditioning projections of these steps, or NULL
+ *   frames   (B, F, L, G)    or instead: projections of the F mel frames of the chunk's window
+ *   mix      (B, n, F)       and each step's weights of those frames (mostly zero)
  *   noise    (B, n, D)       sampling noise
  *   forced   (B, n)          teacher-forcing inputs, or NULL to feed back the samples
  *   out      (B, n)          samples (mu-law: class indices)
  *   params   (B, n, C)       distribution parameters, or NULL
  * Returns 0, or -1 on unsupported sizes. */
 int wn_run(const WNModel *m, WNState *s, int B, int64_t t0, int n, const float *sbias, const float *cond,
-           const float *noise, int D, const float *forced, float *out, float *params) {
+           const float *frames, const float *mix, int F, const float *noise, int D, const float *forced,
+           float *out, float *params) {
     const int L = m->L, R = m->R, G = m->G, H = m->H, S = m->S, C = m->C, KT = m->KT;
     const int64_t ldb = s->ldb, slot = ldb * R, LG = (int64_t)L * G;
     const float sqrt_half = 0.70710678118654752f;
-    if (KT > MAXTAPS || B > ldb || B < 1) return -1;
+    if (KT > MAXTAPS || B > ldb || B < 1 || (frames && (F < 1 || F > MAXFRAMES || !mix))) return -1;
     const fpmode_t fpmode = flush_denormals();
 
     for (int t = 0; t < n; t++) {
@@ -268,15 +275,26 @@ int wn_run(const WNModel *m, WNState *s, int B, int64_t t0, int n, const float *
                 const float *y = s->y + (int64_t)r * m->Gp;
                 const float *sb = sbias + r * LG + (int64_t)l * G;
                 const float *cd = cond ? cond + (r * (int64_t)n + t) * LG + (int64_t)l * G : NULL;
+                /* the frames this step depends on (an upsampler reaches only a few) */
+                float fw[MAXFRAMES];
+                const float *fp[MAXFRAMES];
+                int nf = 0;
+                if (frames) {
+                    const float *wt = mix + (r * (int64_t)n + t) * F;
+                    for (int f = 0; f < F; f++)
+                        if (wt[f] != 0.0f) { fw[nf] = wt[f]; fp[nf++] = frames + (r * (int64_t)F + f) * LG + (int64_t)l * G; }
+                }
                 float *z = s->z + (int64_t)r * H;
                 int j = 0;
                 for (; j + 8 <= H; j += 8) {
                     v8f a = ld(y + j) + ld(sb + j), b = ld(y + H + j) + ld(sb + H + j);
                     if (cd) { a += ld(cd + j); b += ld(cd + H + j); }
+                    for (int f = 0; f < nf; f++) { a += bc(fw[f]) * ld(fp[f] + j); b += bc(fw[f]) * ld(fp[f] + H + j); }
                     st(z + j, vtanh(a) * vsigmoid(b));
                 }
                 for (; j < H; j++) {
                     float a = y[j] + sb[j] + (cd ? cd[j] : 0.0f), b = y[H + j] + sb[H + j] + (cd ? cd[H + j] : 0.0f);
+                    for (int f = 0; f < nf; f++) { a += fw[f] * fp[f][j]; b += fw[f] * fp[f][H + j]; }
                     z[j] = tanhf(a) / (1.0f + expf(-b));
                 }
             }

@@ -8,10 +8,11 @@ of steps for a group of utterances (``_fastwavenet_src.py``), with
   (16-column panels), the k taps of each dilated convolution fused into one product whose k
   input blocks come straight from a per-layer ring buffer of past inputs;
 - the residual and skip 1x1 convolutions fused into one (G/2 -> R+S) product;
-- all conditioning precomputed outside the loop as per-step gate biases, a chunk ahead on
-  another thread: every layer's 1x1 projection of the mel frames in one matrix product, mixed
-  to sample rate by the upsampler's impulse response (see ``conditioning_from_frames``), and
-  the speaker projection + convolution bias once per utterance;
+- local conditioning prepared a chunk ahead on another thread as every layer's 1x1 projection
+  of the few mel frames around the chunk (one matrix product) plus the upsampler's impulse
+  response as per-step mixing weights (see ``conditioning_window``); the loop mixes them inside
+  its gate computation, so no per-sample conditioning array streams through memory. The
+  speaker projection + convolution bias is computed once per utterance;
 - sampling (Gumbel-max mixture choice, logistic / Gaussian / categorical draw) inside the loop,
   from the same pre-drawn noise as the reference path, so both produce the same waveform.
 
@@ -43,6 +44,7 @@ from wavenet_vocoder.model import WaveNet
 
 PANEL = 16  # must match PW in the C source
 MAX_TAPS = 16
+MAX_WINDOW_FRAMES = 64  # must match MAXFRAMES in the C source
 _DISTRIBUTION_CODES = {"mol": 0, "gaussian": 1, "mulaw": 2}
 
 _f32p = ctypes.POINTER(ctypes.c_float)
@@ -118,7 +120,8 @@ def _compile(cc: str, path: str) -> None:
 def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.wn_run.restype = ctypes.c_int
     lib.wn_run.argtypes = [ctypes.POINTER(_WNModel), ctypes.POINTER(_WNState), ctypes.c_int, ctypes.c_int64,
-                           ctypes.c_int, _f32p, _f32p, _f32p, ctypes.c_int, _f32p, _f32p, _f32p]
+                           ctypes.c_int, _f32p, _f32p, _f32p, _f32p, ctypes.c_int, _f32p, ctypes.c_int, _f32p,
+                           _f32p, _f32p]
     return lib
 
 
@@ -262,24 +265,38 @@ class FastWaveNet:
         """(B, cin, n) upsampled conditioning -> (B, n, L*G) gate biases of every layer."""
         return _f32(c_up.detach().float().cpu().transpose(1, 2) @ self.w_cond)
 
-    def conditioning_from_frames(self, h: torch.Tensor, t0: int, t1: int, out: np.ndarray) -> None:
-        """Gate biases of samples [t0, t1) of one utterance from its encoded mel frames.
+    def conditioning_window(self, h: torch.Tensor, t0: int, t1: int, frames: np.ndarray, mix: np.ndarray) -> None:
+        """The conditioning of samples [t0, t1) of one utterance as frames and mixing weights.
 
         The upsampling stages are linear, time-invariant and act on every mel bin alike, so they
-        commute with the layers' 1x1 projections: project the few frames the window depends
-        on (frames x cin x L*G), then mix them with the stages' impulse response (samples x
-        frames x L*G). That is ~10x fewer operations than projecting every upsampled sample.
+        commute with the layers' 1x1 projections: the gate bias of sample t is
+        ``sum_f mix[t, f] * frames[f]``, with ``frames`` the projections of the few frames the
+        window depends on and ``mix`` the stages' impulse response. Projecting a frame once
+        instead of every upsampled sample is ``hop_size`` times fewer operations, and the loop
+        reads only the 2-4 frames each sample actually depends on.
 
         Args:
             h: (cin_channels, frames) from ``upsample_net.encode_frames`` (on the CPU).
-            out: C-contiguous float32 (t1 - t0, L*G) array to write into.
+            frames: float32 (F, L*G) to write into; rows past the window's own frames are zeroed.
+            mix: float32 (t1 - t0, F) to write into, zero for those rows too.
         """
         up = self.model.upsample_net
         f0, f1 = up.frame_window(h.size(-1), t0, t1)
+        if f1 - f0 > frames.shape[0]:
+            raise ValueError(f"the window of samples [{t0}, {t1}) needs {f1 - f0} frames, room for {frames.shape[0]}")
         offset = f0 * up.hop_size
-        response = self._impulse_response(f1 - f0)[:, t0 - offset:t1 - offset]
-        projected = h[:, f0:f1].t() @ self.w_cond                               # (frames, L*G)
-        torch.matmul(response.t(), projected, out=torch.from_numpy(out))
+        torch.matmul(h[:, f0:f1].t(), self.w_cond, out=torch.from_numpy(frames[:f1 - f0]))
+        frames[f1 - f0:] = 0.0
+        mix[:, :f1 - f0] = self._impulse_response(f1 - f0)[:, t0 - offset:t1 - offset].t().numpy()
+        mix[:, f1 - f0:] = 0.0
+
+    def chunk_steps(self) -> int:
+        """Steps per chunk of ``generate``: its conditioning window must fit ``MAX_WINDOW_FRAMES``."""
+        if not self.model.local_conditioning:
+            return MAX_CHUNK_STEPS
+        up = self.model.upsample_net
+        fit = (MAX_WINDOW_FRAMES - 2 * up.context_frames - 2) * up.hop_size
+        return max(1, min(MAX_CHUNK_STEPS, fit))
 
     def _impulse_response(self, frames: int) -> torch.Tensor:
         # a handful of window sizes occur in one run; each is a tiny upsampling
@@ -290,16 +307,25 @@ class FastWaveNet:
 
     def run(self, state: _WNState, rows: int, t0: int, sbias: np.ndarray, cond: Optional[np.ndarray],
             noise: np.ndarray, out: np.ndarray, forced: Optional[np.ndarray] = None,
-            params: Optional[np.ndarray] = None, temperature: float = 1.0) -> None:
+            params: Optional[np.ndarray] = None, temperature: float = 1.0,
+            frames: Optional[np.ndarray] = None, mix: Optional[np.ndarray] = None) -> None:
         """Steps [t0, t0 + n) for the first ``rows`` rows of ``state``; n = out.shape[1].
 
-        Array shapes (float32, C-contiguous): sbias (rows, L, G), cond (rows, n, L*G) or None,
-        noise (rows, n, noise_dim), out (rows, n), forced (rows, n) or None (mulaw: class
-        indices), params (rows, n, out_channels) or None. Releases the GIL while it runs.
+        Array shapes (float32, C-contiguous): sbias (rows, L, G), noise (rows, n, noise_dim),
+        out (rows, n), forced (rows, n) or None (mulaw: class indices), params
+        (rows, n, out_channels) or None. Local conditioning, if any, either as per-step gate
+        biases cond (rows, n, L*G), or as frames (rows, F, L*G) with mix (rows, n, F) from
+        :meth:`conditioning_window`. Releases the GIL while it runs.
         """
         n = out.shape[1]
+        if (frames is None) != (mix is None) or (cond is not None and frames is not None):
+            raise ValueError("pass either cond, or frames together with mix")
+        F = 0 if frames is None else frames.shape[1]
+        if frames is not None and not 1 <= F <= MAX_WINDOW_FRAMES:
+            raise ValueError(f"frames must hold 1 to {MAX_WINDOW_FRAMES} frames per row, got {F}")
         for name, a, shape in (("sbias", sbias, (rows, self.L, self.G)), ("noise", noise, (rows, n, self.noise_dim)),
                                ("out", out, (rows, n)), ("cond", cond, (rows, n, self.L * self.G)),
+                               ("frames", frames, (rows, F, self.L * self.G)), ("mix", mix, (rows, n, F)),
                                ("forced", forced, (rows, n)), ("params", params, (rows, n, self.out_channels))):
             if a is not None and (a.dtype != np.float32 or not a.flags.c_contiguous or a.shape != shape):
                 raise ValueError(f"{name} must be a C-contiguous float32 array of shape {shape}, "
@@ -307,7 +333,8 @@ class FastWaveNet:
         model = _WNModel.from_buffer_copy(self._struct)
         model.temperature = temperature
         rc = self.lib.wn_run(ctypes.byref(model), ctypes.byref(state), rows, t0, n, _ptr(sbias), _ptr(cond),
-                             _ptr(noise), self.noise_dim, _ptr(forced), _ptr(out), _ptr(params))
+                             _ptr(frames), _ptr(mix), F, _ptr(noise), self.noise_dim, _ptr(forced), _ptr(out),
+                             _ptr(params))
         if rc != 0:
             raise RuntimeError(f"fast WaveNet step loop failed (code {rc})")
 
@@ -348,10 +375,12 @@ class FastWaveNet:
         return samples_t, torch.from_numpy(params).transpose(1, 2)
 
 
-# Memory for one chunk's precomputed conditioning (rows x steps x layers*gate_channels floats).
-# Bounds generation memory for any utterance length, and small enough that the chunk being
-# prepared does not push the weights (~12 MB in the reference configuration) out of the cache.
+# Memory for one chunk's precomputed conditioning (rows x steps x layers*gate_channels floats) on
+# the per-step-bias path (``incremental_forward``). Bounds its memory for any utterance length.
 CONDITIONING_BUDGET_BYTES = 4 << 20
+# Steps per chunk of ``generate``: the tqdm bar moves once per chunk, and a longer chunk only
+# widens its (small) conditioning window.
+MAX_CHUNK_STEPS = 2048
 
 
 def chunk_steps(rows: int, cond_width: int) -> int:

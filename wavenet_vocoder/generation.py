@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from wavenet_vocoder.fast_generation import FastWaveNet, chunk_steps, load_library, split_rows
+from wavenet_vocoder.fast_generation import FastWaveNet, load_library, split_rows
 from wavenet_vocoder.graph_generation import GraphWaveNet
 from wavenet_vocoder.mixture import StepNoise, decode_mulaw
 from wavenet_vocoder.model import WaveNet
@@ -188,11 +188,8 @@ def _generate_fast(engine: FastWaveNet, model: WaveNet, mels: Optional[list[torc
     states = [engine.new_state(len(rows)) for rows in groups]
     sbias = engine.static_bias(g_ids, batch)
     outputs = [np.empty(n, np.float32) for n in n_samples]
-    step = chunk_steps(batch, engine.L * engine.G)
     width = engine.L * engine.G
-    # Two conditioning buffers per group (one read by the loop while the other is filled), reused
-    # so that no chunk pays for fresh pages.
-    buffers = [[np.empty(len(rows) * step * width, np.float32) for _ in range(2)] for rows in groups]
+    step = engine.chunk_steps()
     chunks = [(t0, min(total, t0 + step)) for t0 in range(0, total, step)]
     # the frame-rate part of the upsampler, once per utterance: (cin_channels, frames)
     encoded = [model.upsample_net.encode_frames(m)[0].float().cpu() for m in mels] if mels is not None else None
@@ -206,17 +203,20 @@ def _generate_fast(engine: FastWaveNet, model: WaveNet, mels: Optional[list[torc
             active = [i for i in rows if n_samples[i] > t0]  # a prefix: rows are sorted by length
             if not active:
                 continue
-            cond = None
+            frames = mix = None
             if encoded is not None:
-                cond = buffers[gi][k % 2][:len(active) * n * width].reshape(len(active), n, width)
+                windows = [model.upsample_net.frame_window(encoded[i].size(-1), t0, min(t1, n_samples[i]))
+                           for i in active]
+                span = max(f1 - f0 for f0, f1 in windows)
+                frames = np.empty((len(active), span, width), np.float32)
+                mix = np.zeros((len(active), n, span), np.float32)  # steps past an end mix nothing
                 for j, i in enumerate(active):
                     end = min(t1, n_samples[i])
-                    engine.conditioning_from_frames(encoded[i], t0, end, cond[j, :end - t0])
-                    cond[j, end - t0:] = 0.0  # steps past the end are computed, then dropped
-            args = (states[gi][0], len(active), t0, np.ascontiguousarray(sbias[active]), cond,
+                    engine.conditioning_window(encoded[i], t0, end, frames[j], mix[j, :end - t0])
+            args = (states[gi][0], len(active), t0, np.ascontiguousarray(sbias[active]), None,
                     np.ascontiguousarray(chunk_noise[:, active].transpose(0, 1).numpy()),
                     np.empty((len(active), n), np.float32))
-            calls.append((gi, active, args))
+            calls.append((gi, active, args, {"frames": frames, "mix": mix}))
         return calls
 
     bar = tqdm(total=total, unit="sample") if tqdm is not None else None
@@ -225,8 +225,8 @@ def _generate_fast(engine: FastWaveNet, model: WaveNet, mels: Optional[list[torc
             pending = pool.submit(prepare, 0)
             for k, (t0, t1) in enumerate(chunks):
                 calls = pending.result()
-                jobs = [(active, args[-1], pool.submit(engine.run, *args, temperature=temperature))
-                        for _, active, args in calls]
+                jobs = [(active, args[-1], pool.submit(engine.run, *args, temperature=temperature, **conditioning))
+                        for _, active, args, conditioning in calls]
                 if k + 1 < len(chunks):
                     pending = pool.submit(prepare, k + 1)
                 for active, out, job in jobs:
