@@ -358,7 +358,7 @@ class FastWaveNet:
         sbias = self.static_bias(g, batch)
         samples = np.empty((batch, T), np.float32)
         params = np.empty((batch, T, self.out_channels), np.float32)
-        step = chunk_steps(batch, self.L * self.G)
+        step = dense_conditioning_steps(batch, self.L * self.G)
         for t0 in range(0, T, step):
             t1 = min(T, t0 + step)
             cond = self.project_conditioning(c_up[:, :, t0:t1]) if c_up is not None else None
@@ -383,7 +383,7 @@ CONDITIONING_BUDGET_BYTES = 4 << 20
 MAX_CHUNK_STEPS = 2048
 
 
-def chunk_steps(rows: int, cond_width: int) -> int:
+def dense_conditioning_steps(rows: int, cond_width: int) -> int:
     """Steps per chunk so that the (rows, steps, cond_width) float32 conditioning fits the budget."""
     return int(min(16384, max(32, CONDITIONING_BUDGET_BYTES // max(1, rows * cond_width * 4))))
 
