@@ -52,6 +52,8 @@ typedef struct {
     int32_t ldb;                         /* rows the buffers were allocated for */
     float *ring;                         /* (sum of spans, ldb, R) */
     float *skip, *y, *z, *o, *h1, *h2, *pr, *cur;  /* (ldb, S|Gp|H|RSp|Sp|Sp|Cp|1) */
+    float *mixw;                         /* (ldb, MAXFRAMES) this step's nonzero frame weights */
+    int32_t *mixf, *mixn;                /* (ldb, MAXFRAMES) their frame indices, (ldb) their count */
 } WNState;
 
 static inline v8f ld(const float *p) { v8f v; memcpy(&v, p, sizeof v); return v; }
@@ -249,6 +251,16 @@ int wn_run(const WNModel *m, WNState *s, int B, int64_t t0, int n, const float *
 
     for (int t = 0; t < n; t++) {
         const int64_t tt = t0 + t;
+        /* the frames this step depends on (an upsampler reaches only a few), once for all layers */
+        if (frames)
+            for (int r = 0; r < B; r++) {
+                const float *wt = mix + (r * (int64_t)n + t) * F;
+                float *fw = s->mixw + (int64_t)r * MAXFRAMES;
+                int32_t *fi = s->mixf + (int64_t)r * MAXFRAMES, nf = 0;
+                for (int f = 0; f < F; f++)
+                    if (wt[f] != 0.0f) { fw[nf] = wt[f]; fi[nf++] = f; }
+                s->mixn[r] = nf;
+            }
         /* first 1x1 conv: a column of w_first for a one-hot class, a scaled one for a sample */
         {
             const int64_t span0 = (int64_t)(KT - 1) * m->dilation[0] + 1;
@@ -275,15 +287,11 @@ int wn_run(const WNModel *m, WNState *s, int B, int64_t t0, int n, const float *
                 const float *y = s->y + (int64_t)r * m->Gp;
                 const float *sb = sbias + r * LG + (int64_t)l * G;
                 const float *cd = cond ? cond + (r * (int64_t)n + t) * LG + (int64_t)l * G : NULL;
-                /* the frames this step depends on (an upsampler reaches only a few) */
-                float fw[MAXFRAMES];
+                const int nf = frames ? s->mixn[r] : 0;
+                const float *fw = s->mixw + (int64_t)r * MAXFRAMES;
                 const float *fp[MAXFRAMES];
-                int nf = 0;
-                if (frames) {
-                    const float *wt = mix + (r * (int64_t)n + t) * F;
-                    for (int f = 0; f < F; f++)
-                        if (wt[f] != 0.0f) { fw[nf] = wt[f]; fp[nf++] = frames + (r * (int64_t)F + f) * LG + (int64_t)l * G; }
-                }
+                for (int f = 0; f < nf; f++)
+                    fp[f] = frames + (r * (int64_t)F + s->mixf[(int64_t)r * MAXFRAMES + f]) * LG + (int64_t)l * G;
                 float *z = s->z + (int64_t)r * H;
                 int j = 0;
                 for (; j + 8 <= H; j += 8) {

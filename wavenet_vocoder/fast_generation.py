@@ -60,8 +60,9 @@ class _WNModel(ctypes.Structure):
 
 
 class _WNState(ctypes.Structure):
-    _fields_ = [("ldb", ctypes.c_int32)] + [(name, _f32p) for name in
-                                            ("ring", "skip", "y", "z", "o", "h1", "h2", "pr", "cur")]
+    _fields_ = ([("ldb", ctypes.c_int32)]
+                + [(name, _f32p) for name in ("ring", "skip", "y", "z", "o", "h1", "h2", "pr", "cur", "mixw")]
+                + [(name, ctypes.POINTER(ctypes.c_int32)) for name in ("mixf", "mixn")])
 
 
 # --------------------------------------------------------------------------- building the library
@@ -248,10 +249,14 @@ class FastWaveNet:
             "z": np.zeros((rows, m.H), np.float32), "o": np.zeros((rows, m.RSp), np.float32),
             "h1": np.zeros((rows, m.Sp), np.float32), "h2": np.zeros((rows, m.Sp), np.float32),
             "pr": np.zeros((rows, m.Cp), np.float32), "cur": np.zeros(rows, np.float32),
+            "mixw": np.zeros((rows, MAX_WINDOW_FRAMES), np.float32),
         }
+        frame_lists = {"mixf": np.zeros((rows, MAX_WINDOW_FRAMES), np.int32), "mixn": np.zeros(rows, np.int32)}
         # the first input is silence (see WaveNet.initial_input)
         arrays["cur"][:] = self.model.initial_input(1).argmax(1).item() if m.onehot else 0.0
-        return _WNState(ldb=rows, **{name: _ptr(a) for name, a in arrays.items()}), arrays
+        pointers = {name: _ptr(a) for name, a in arrays.items()}
+        pointers.update({name: a.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)) for name, a in frame_lists.items()})
+        return _WNState(ldb=rows, **pointers), {**arrays, **frame_lists}
 
     def static_bias(self, g: Optional[torch.Tensor], batch: int) -> np.ndarray:
         """Per-utterance gate bias (B, L, G): convolution bias + speaker projection."""

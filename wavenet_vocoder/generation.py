@@ -216,7 +216,7 @@ def _generate_fast(engine: FastWaveNet, model: WaveNet, mels: Optional[list[torc
             args = (states[gi][0], len(active), t0, np.ascontiguousarray(sbias[active]), None,
                     np.ascontiguousarray(chunk_noise[:, active].transpose(0, 1).numpy()),
                     np.empty((len(active), n), np.float32))
-            calls.append((gi, active, args, {"frames": frames, "mix": mix}))
+            calls.append((active, args, {"frames": frames, "mix": mix}))
         return calls
 
     bar = tqdm(total=total, unit="sample") if tqdm is not None else None
@@ -226,7 +226,7 @@ def _generate_fast(engine: FastWaveNet, model: WaveNet, mels: Optional[list[torc
             for k, (t0, t1) in enumerate(chunks):
                 calls = pending.result()
                 jobs = [(active, args[-1], pool.submit(engine.run, *args, temperature=temperature, **conditioning))
-                        for _, active, args, conditioning in calls]
+                        for active, args, conditioning in calls]
                 if k + 1 < len(chunks):
                     pending = pool.submit(prepare, k + 1)
                 for active, out, job in jobs:
