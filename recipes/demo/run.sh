@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The demo: a ~21-minute English corpus spoken by flite's "slt" voice (built here, 16 kHz), then
+# The demo: a ~30-minute English corpus spoken by flite's "slt" voice (built here, 16 kHz), then
 # every stage with presets/demo.json (tiny models sized for a CPU) into exp/demo/. The default run
 # fits in about 90 minutes on 2 CPU cores (Tacotron-2 60 min, WaveNet 20 min, the rest a few
 # minutes); a GPU, when present, is used automatically, and the step caps below end the training
@@ -14,10 +14,10 @@ set -euo pipefail
 # >>> options
 corpus_dir=downloads/demo_flite  # where stage 0 builds the flite corpus (LJSpeech layout + heldout/)
 voice=slt              # flite voice (`flite -lv` lists them)
-limit=0                # use only the first N sentences of each list (0: all 456 + 20 held-out)
+limit=0                # use only the first N sentences of each list (0: all 606 + 20 held-out)
 quick=false            # smoke run: 24 sentences, ~1 minute per model, into exp/demo_quick/
 tacotron2_max_minutes=60  # Tacotron-2 wall-clock budget in minutes, summed over reruns
-tacotron2_max_steps=5000  # ...or this many steps, whichever comes first (2 CPU cores reach ~4,500 in 60 min; a GPU ~18 min)
+tacotron2_max_steps=8000  # ...or this many steps, whichever comes first (2 CPU cores stop on the minutes first; a GPU takes ~30 min)
 wavenet_max_minutes=20  # WaveNet wall-clock budget in minutes, summed over reruns
 wavenet_max_steps=10000  # ...or this many steps (2 CPU cores reach ~900 in 20 min; a GPU ~7 min)
 eval_limit=0           # held-out sentences synthesised in stage 5 (0: all 20)
@@ -25,7 +25,7 @@ wavenet_limit=10       # of those, how many also go through WaveNet (slow on a C
 wer=true               # stage 6 also scores a word error rate (offline English recogniser)
 # <<< options
 
-recipe_describe "The built-in demo: flite speech of recipes/demo/sentences.txt (456 sentences, ~21 min),
+recipe_describe "The built-in demo: flite speech of recipes/demo/sentences.txt (606 sentences, ~30 min),
 evaluated on recipes/demo/heldout.txt (20 sentences never trained on) against flite's own renditions."
 recipe_stage0_title "data: build the flite corpus (recipes/demo/make_corpus.py; resumable)"
 
