@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The demo: a ~30-minute English corpus spoken by flite's "slt" voice (built here, 16 kHz), then
 # every stage with presets/demo.json (tiny models sized for a CPU) into exp/demo/. The default run
-# fits in about 90 minutes on 2 CPU cores (Tacotron-2 60 min, WaveNet 20 min, the rest a few
-# minutes); a GPU, when present, is used automatically, and the step caps below end the training
-# stages there in about 25 minutes.
+# fits in about 90 minutes on 2 CPU cores (measured 1 h 25 min: Tacotron-2 60 min, WaveNet 20 min, the rest
+# 5 minutes); a GPU, when present, is used automatically, and the step caps below end the training
+# stages there in about 37 minutes.
 #   bash recipes/demo/run.sh            the full demo
 #   bash recipes/demo/run.sh --quick    every stage in a few minutes (24 sentences, tiny budgets)
 # Rerunning continues where the last run stopped. `--help` lists stages and options.
