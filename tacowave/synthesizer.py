@@ -14,7 +14,7 @@ fed a feature it never saw.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -113,12 +113,14 @@ class Synthesizer:
 
     def __init__(self, tacotron2: str | None = None, wavenet: str | None = None,
                  device: str = "auto", use_ema: bool = True, seed: int | None = 1234,
-                 griffin_lim_iters: int | None = None) -> None:
+                 griffin_lim_iters: int | None = None, griffin_lim_power: float | None = None) -> None:
         if tacotron2 is None and wavenet is None:
             raise SynthesisError("give a Tacotron-2 checkpoint, a WaveNet checkpoint, or both")
         self.device = select_device(device)
         self.seed = seed
         self.griffin_lim_iters = griffin_lim_iters
+        # None: the checkpoint's own audio section decides (a run keeps the preset it trained with).
+        self.griffin_lim_power = griffin_lim_power
         self.tacotron2 = load_model(tacotron2, "tacotron2", self.device, use_ema) if tacotron2 else None
         self.wavenet = load_model(wavenet, "wavenet", self.device, use_ema) if wavenet else None
         if self.tacotron2 and self.wavenet:
@@ -216,6 +218,8 @@ class Synthesizer:
         (or Griffin-Lim when asked or when no WaveNet is loaded)."""
         if griffin_lim or self.wavenet is None:
             cfg = self.audio_config
+            if self.griffin_lim_power is not None:
+                cfg = replace(cfg, griffin_lim_power=self.griffin_lim_power)
             return [audio.inv_melspectrogram(m, cfg, n_iter=self.griffin_lim_iters) for m in mels]
         from wavenet_vocoder.generation import generate
 

@@ -76,3 +76,29 @@ def test_tacotron2_and_wavenet_trained_on_different_mels_is_one_error(monkeypatc
     assert "t2.pth and wn.pth were trained on different mels" in msg
     assert "audio.fmax = 7600.0 in the Tacotron-2 but 8000.0 in the WaveNet" in msg
     assert "audio.fmin = 80.0 in the Tacotron-2 but 55.0 in the WaveNet" in msg
+
+
+def test_gl_power_overrides_the_checkpoint_audio_section(monkeypatch, tmp_path, capsys):
+    """--gl-power reaches Griffin-Lim; without it the checkpoint's own power is used."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    import tacowave.synthesizer as synthesizer
+    from tacowave import audio
+    from tacowave.hparams import load_hparams
+
+    hp = load_hparams("demo", "audio.griffin_lim_power=1.5")
+    monkeypatch.setattr(synthesizer, "load_model",
+                        lambda path, kind, device, use_ema=True: SimpleNamespace(hp=hp))
+    mel = np.random.default_rng(0).random((20, hp.audio.num_mels)).astype(np.float32)
+    kept = synthesizer.Synthesizer(wavenet="wn.pth", device="cpu", griffin_lim_iters=3)
+    changed = synthesizer.Synthesizer(wavenet="wn.pth", device="cpu", griffin_lim_iters=3,
+                                      griffin_lim_power=1.0)
+    [wav_kept] = kept.vocode([mel], griffin_lim=True)
+    [wav_changed] = changed.vocode([mel], griffin_lim=True)
+    assert np.allclose(wav_kept, audio.inv_melspectrogram(mel, hp.audio, n_iter=3))
+    assert np.allclose(wav_changed, audio.inv_melspectrogram(
+        mel, replace(hp.audio, griffin_lim_power=1.0), n_iter=3))
+    assert not np.allclose(wav_kept, wav_changed)
+    assert synthesis.main(["--tacotron2=t2.pth", "--text=hi", "--gl-power=0", str(tmp_path / "out")]) == 1
+    assert "--gl-power must be >= 0.1" in capsys.readouterr().err

@@ -31,6 +31,8 @@ Options:
   --seed=N                 Seed for sampling and pre-net dropout (repeatable output) [default: 1234].
   --max-decoder-steps=N    Stop Tacotron-2 after this many decoder steps (default: the preset's).
   --gl-iters=N             Griffin-Lim iterations (default: the preset's).
+  --gl-power=P             Power the magnitudes are raised to before Griffin-Lim (default: the
+                           checkpoint's audio section; lower is gentler sharpening).
   --gta                    Dump ground-truth-aligned mels for a data dir (needs --data-root).
   --data-root=DIR          Data dir written by preprocess.py (for --gta).
   --lists=NAMES            Comma-separated lists of the data dir for --gta [default: train,dev,eval].
@@ -57,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: dict[str, Any]) -> int:
-    from tacowave.cli.common import UserError, int_option
+    from tacowave.cli.common import UserError, float_option, int_option
     from tacowave.synthesizer import SynthesisError, Synthesizer
     from tacowave.training.checkpoint import CheckpointError
 
@@ -71,7 +73,8 @@ def _run(args: dict[str, Any]) -> int:
         tts = Synthesizer(tacotron2=args["--tacotron2"],
                           wavenet=None if args["--griffin-lim"] else wavenet,
                           device=args["--device"], use_ema=not args["--no-ema"], seed=seed,
-                          griffin_lim_iters=int_option(args, "--gl-iters", 1))
+                          griffin_lim_iters=int_option(args, "--gl-iters", 1),
+                          griffin_lim_power=float_option(args, "--gl-power", 0.1))
         if args["<wavenet_checkpoint>"]:
             return _vocode_mels(tts, args)
         return _speak_texts(tts, args, int_option(args, "--batch-size", 1),
