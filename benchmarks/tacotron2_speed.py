@@ -23,7 +23,10 @@ Both paths run the same model, weights and math (NVIDIA/tacotron2's default size
 concatenated inputs, per-step projections, per-step weight-gradient accumulation), "fast" is
 ``Decoder``. A training step is forward + loss + backward + Adam step; inference decodes a
 fixed number of steps (the stop token is disabled) and runs the post-net. Frames/s count mel
-frames (batch x frames). Nothing here is asserted: numbers depend on the machine and its load.
+frames (batch x frames). On a CPU the last lines bound batch-1 inference by memory bandwidth:
+each decoder step reads all the decoder's weights, so frames/s cannot exceed the machine's read
+rate (measured in the same run) divided by their size. Nothing here is asserted: numbers depend
+on the machine and its load.
 """
 from __future__ import annotations
 
@@ -113,6 +116,34 @@ def inference_run(model: Tacotron2, naive: bool, batch: int, n_symbols: int, n_f
     return run
 
 
+def per_step_weight_bytes(model: Tacotron2) -> int:
+    """Bytes of the weights every free-running decoder step must read: the whole decoder except
+    the encoder-memory projection, which runs once per utterance."""
+    once = {id(p) for p in model.decoder.attention.memory.parameters()}
+    return sum(p.numel() * p.element_size() for p in model.decoder.parameters() if id(p) not in once)
+
+
+def read_bandwidth(n_bytes: int, repeats: int) -> tuple[float, float]:
+    """Bytes/s of (a) summing a float32 tensor of 4 x ``n_bytes`` or 256 MB, whichever is larger
+    (no cache holds it), and (b) a vector-matrix product with a contiguous (in, out) matrix of
+    ``n_bytes``, the layout and access pattern of batch-1 decoding; medians of ``repeats`` calls
+    each (at least 3)."""
+    big = torch.ones(max(4 * n_bytes, 1 << 28) // 4)
+    side = int((n_bytes // 4) ** 0.5)
+    mat, vec = torch.ones(side, side), torch.ones(side)
+
+    def rate(fn, size: int) -> float:
+        fn()
+        times = []
+        for _ in range(max(repeats, 3)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return size / statistics.median(times)
+
+    return rate(big.sum, big.numel() * 4), rate(lambda: vec @ mat, mat.numel() * 4)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = docopt(__doc__, argv=argv)
     threads, batch = int(args["--threads"]), int(args["--batch"])
@@ -146,6 +177,18 @@ def main(argv: list[str] | None = None) -> None:
               f"ratio {fast / naive:5.2f}x", flush=True)
     print(f"# batched inference throughput vs naive batch-1 inference: "
           f"{rows[2][3] / rows[1][2]:.2f}x")
+    if device.type == "cpu":
+        # At batch 1 every step streams the decoder's weights from memory (they do not fit in the
+        # caches at NVIDIA's size), so memory bandwidth caps frames/s whatever the code does. The
+        # machine's bandwidth drifts between runs; compare the ratios printed in one run.
+        n_bytes = per_step_weight_bytes(model)
+        summing, gemv = read_bandwidth(n_bytes, repeats)
+        fast = rows[1][3]
+        for label, rate in (("streaming read (sum)", summing), ("vector-matrix product", gemv)):
+            ceiling = rate / n_bytes * cfg.n_frames_per_step
+            print(f"# batch-1 ceiling at the {label} rate, {rate / 1e9:.1f} GB/s over "
+                  f"{n_bytes / 1e6:.1f} MB of decoder weights per step: {ceiling:.0f} frames/s; "
+                  f"fast reaches {fast / ceiling:.0%}")
     print(f"# load average at end: {os.getloadavg()[0]:.2f}")
 
 
