@@ -126,22 +126,12 @@ def per_step_weight_bytes(model: Tacotron2) -> int:
 def read_bandwidth(n_bytes: int, repeats: int) -> tuple[float, float]:
     """Bytes/s of (a) summing a float32 tensor of 4 x ``n_bytes`` or 256 MB, whichever is larger
     (no cache holds it), and (b) a vector-matrix product with a contiguous (in, out) matrix of
-    ``n_bytes``, the layout and access pattern of batch-1 decoding; medians of ``repeats`` calls
-    each (at least 3)."""
+    ``n_bytes``, the layout and access pattern of batch-1 decoding; medians of ``repeats``."""
     big = torch.ones(max(4 * n_bytes, 1 << 28) // 4)
     side = int((n_bytes // 4) ** 0.5)
     mat, vec = torch.ones(side, side), torch.ones(side)
-
-    def rate(fn, size: int) -> float:
-        fn()
-        times = []
-        for _ in range(max(repeats, 3)):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return size / statistics.median(times)
-
-    return rate(big.sum, big.numel() * 4), rate(lambda: vec @ mat, mat.numel() * 4)
+    t_sum, t_gemv = _interleaved(big.sum, lambda: vec @ mat, repeats, torch.device("cpu"))
+    return big.numel() * 4 / t_sum, mat.numel() * 4 / t_gemv
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -118,8 +118,8 @@ class Synthesizer:
             raise SynthesisError("give a Tacotron-2 checkpoint, a WaveNet checkpoint, or both")
         self.device = select_device(device)
         self.seed = seed
-        self.griffin_lim_iters = griffin_lim_iters
         # None: the checkpoint's own audio section decides (a run keeps the preset it trained with).
+        self.griffin_lim_iters = griffin_lim_iters
         self.griffin_lim_power = griffin_lim_power
         self.tacotron2 = load_model(tacotron2, "tacotron2", self.device, use_ema) if tacotron2 else None
         self.wavenet = load_model(wavenet, "wavenet", self.device, use_ema) if wavenet else None
@@ -144,6 +144,14 @@ class Synthesizer:
     @property
     def audio_config(self):
         return (self.tacotron2 or self.wavenet).hp.audio
+
+    @property
+    def griffin_lim_config(self):
+        """The audio section Griffin-Lim runs with: the checkpoint's, with this instance's
+        iteration count and power where given."""
+        given = {"griffin_lim_iters": self.griffin_lim_iters,
+                 "griffin_lim_power": self.griffin_lim_power}
+        return replace(self.audio_config, **{k: v for k, v in given.items() if v is not None})
 
     @property
     def sample_rate(self) -> int:
@@ -217,10 +225,8 @@ class Synthesizer:
         """Mels ``(frames, num_mels)`` -> waveforms ``(frames * hop,)``, batched through WaveNet
         (or Griffin-Lim when asked or when no WaveNet is loaded)."""
         if griffin_lim or self.wavenet is None:
-            cfg = self.audio_config
-            if self.griffin_lim_power is not None:
-                cfg = replace(cfg, griffin_lim_power=self.griffin_lim_power)
-            return [audio.inv_melspectrogram(m, cfg, n_iter=self.griffin_lim_iters) for m in mels]
+            cfg = self.griffin_lim_config
+            return [audio.inv_melspectrogram(m, cfg) for m in mels]
         from wavenet_vocoder.generation import generate
 
         spk = self.wavenet.speaker_id(speaker)
