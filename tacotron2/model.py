@@ -208,6 +208,9 @@ class _PassConstants(NamedTuple):
     dec_bias: Tensor           # (4D,) both decoder-LSTM biases
     mats: StackedMatmuls       # the ON_* stacks below
     window: int
+    # Free-running with few symbols: memory already multiplied by the ON_CTX stack (B, N, out),
+    # so each step reads N rows of it instead of the whole stack (see Decoder._constants).
+    projected_memory: Tensor | None = None
 
 
 # Indices of the stacked per-step matmuls, by the vector they multiply.
@@ -223,6 +226,8 @@ class Decoder(nn.Module):
     attention-LSTM step; the context feeds both LSTMs); in teacher forcing the pre-net and its part
     of the attention-LSTM input projection run for all steps at once, the output projections run
     once after the loop, and weight gradients come from one GEMM per matrix (see ``layers.py``).
+    Free-running over fewer symbols than memory channels, the matrices that multiply the context
+    are applied to the memory once per pass and each step mixes the projected rows instead.
     """
 
     def __init__(self, cfg: Tacotron2Config, n_mels: int, memory_dim: int) -> None:
@@ -265,21 +270,29 @@ class Decoder(nn.Module):
             stacks[ON_CTX] += [(self.mel_proj.weight, d, d + e), (self.gate_proj.weight, d, d + e)]
             stacks[ON_H_DEC] += [(self.mel_proj.weight, 0, d), (self.gate_proj.weight, 0, d)]
         processed = torch.matmul(memory, self.attention.memory.weight.t()).transpose(1, 2)
+        b, n = memory.shape[:2]
+        mats = StackedMatmuls(stacks, b, self._stack_cache)
+        projected = None
+        if free_running and b * n < e:
+            # The context is only ever multiplied by the ON_CTX stack, and it is a weighted sum of
+            # memory rows: stack @ context = sum_n w_n (stack @ memory_n). With fewer symbols than
+            # memory channels the projected rows are smaller than the stack, and at batch 1 the
+            # stack is the largest read of a memory-bound step after the two LSTMs' own.
+            projected = mats(ON_CTX, memory.reshape(b * n, e)).view(b, n, -1)
         return _PassConstants(
-            memory, processed, self.attention.location_kernel(),
-            _invalid_mask(memory_lengths, memory.shape[1]), att.bias_ih + att.bias_hh,
-            dec.bias_ih + dec.bias_hh, StackedMatmuls(stacks, memory.shape[0], self._stack_cache), window)
+            memory, processed, self.attention.location_kernel(), _invalid_mask(memory_lengths, n),
+            att.bias_ih + att.bias_hh, dec.bias_ih + dec.bias_hh, mats, window, projected)
 
     # -- the step ---------------------------------------------------------------------------
 
     def _step(self, att_input: Tensor, st: _DecoderState, k: _PassConstants
-              ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+              ) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
         """One decoder step; updates ``st``.
 
         ``att_input`` (B, 4H) is the pre-net part of the attention-LSTM pre-activation, biases
-        included. Returns the (dropped-out) decoder hidden state (B, D), the context (B, E), the
-        attention weights (B, N) and, when free-running, the projections (B, r*n_mels + r) without
-        their biases. With ``k.window`` > 0 only encoder positions within ``window`` of the previous
+        included. Returns the (dropped-out) decoder hidden state (B, D), the context (B, E; None
+        when the pass projected the memory instead), the attention weights (B, N) and, when
+        free-running, the projections (B, r*n_mels + r) without their biases. With ``k.window`` > 0 only encoder positions within ``window`` of the previous
         step's attention peak can be attended.
         """
         cfg = self.cfg
@@ -305,10 +318,17 @@ class Decoder(nn.Module):
         if invalid is not None:
             energies = energies.masked_fill(invalid, float("-inf"))
         weights = torch.softmax(energies, 1)
-        context = torch.bmm(weights.unsqueeze(1), k.memory).squeeze(1)
         st.weights, st.weights_cum = weights, st.weights_cum + weights
 
-        y = k.mats(ON_CTX, context)
+        if k.projected_memory is None:
+            context = torch.bmm(weights.unsqueeze(1), k.memory).squeeze(1)
+            y = k.mats(ON_CTX, context)
+        else:
+            context = None
+            if weights.shape[0] == 1:  # vector-matrix over a row-major (N, out): MKL's fast layout
+                y = torch.mm(weights, k.projected_memory[0])
+            else:
+                y = torch.bmm(weights.unsqueeze(1), k.projected_memory).squeeze(1)
         att_from_ctx, dec_from_ctx = y[:, :4 * h_dim], y[:, 4 * h_dim:4 * (h_dim + d_dim)]
         gates = dec_from_h + dec_from_ctx + k.dec_bias
         if st.dec_recurrent is not None:

@@ -167,6 +167,9 @@ class TrainConfig:
     lr_decay_rate: float = 0.5
     lr_decay_steps: int = 50000
     min_learning_rate: float = 1e-5
+    # Over this last fraction of the run's budget (max_steps or max_minutes, whichever ends it
+    # first) the rate falls linearly to min_learning_rate; 0 disables (tacowave.training.schedule).
+    lr_anneal_fraction: float = 0.0
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_eps: float = 1e-6

@@ -120,13 +120,18 @@ def test_fast_decoder_equals_reference_loop_with_gradients(r):
     assert all(g is not None for g in grads_a)
 
 
-@pytest.mark.parametrize("r, n_texts", [(1, 2), (2, 2), (2, 1)])
-def test_fast_inference_equals_reference_loop(r, n_texts):
-    """Free-running too (batched, and single-utterance with its transposed weight stacks)."""
+@pytest.mark.parametrize("r, text_lengths", [(1, (7, 4)), (2, (7, 4)), (2, (7,)), (1, (20, 9)), (2, (20,))])
+def test_fast_inference_equals_reference_loop(r, text_lengths):
+    """Free-running too: batched, and single-utterance with its transposed weight stacks; with
+    fewer symbols (times the batch) than the 16 memory channels the context stack is applied to
+    the memory once per pass, with more it multiplies the context at every step."""
     model = tiny_model(n_frames_per_step=r).eval()
-    text, tl, _, _ = batch(text_lengths=(7, 4)[:n_texts], mel_lengths=(3, 3)[:n_texts])
+    n_texts = len(text_lengths)
+    text, tl, _, _ = batch(text_lengths=text_lengths, mel_lengths=(3, 3)[:n_texts])
     with torch.no_grad():
         memory = model.encode(text, tl)
+        projected = model.decoder._constants(memory, tl, free_running=True).projected_memory
+    assert (projected is not None) == (n_texts * max(text_lengths) < memory.shape[2] == 16)
     for _ in range(2):  # the second pass reuses the cached stacks, after a weight update
         torch.manual_seed(3)
         mel, gate, align, n_frames, stopped = model.decoder.inference(memory, tl, 6, gate_threshold=2.0)

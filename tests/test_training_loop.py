@@ -7,7 +7,8 @@ import os
 import pytest
 import torch
 
-from tacowave.training import NonFiniteLossError, load_checkpoint
+from tacowave.data import DataDir
+from tacowave.training import NonFiniteLossError, RunOptions, Trainer, load_checkpoint
 from test_training_toy import ToyTask, run_toy, toy_hparams, write_toy_datadir
 
 
@@ -42,3 +43,44 @@ def test_time_budget_checkpoints_and_stops(data_root, tmp_path):
     task, result = run_toy(data_root, str(tmp_path), ToyTask, toy_hparams(max_steps=1000, max_minutes=1e-9))
     assert result.reason == "max_minutes" and result.step == 1 and len(task.history) == 1
     assert load_checkpoint(str(tmp_path / "checkpoint_latest.pth"))["step"] == 1
+
+
+def _lr_of_checkpoint(path: str) -> float:
+    return load_checkpoint(path)["optimizer"]["param_groups"][0]["lr"]
+
+
+def test_final_anneal_decays_the_rate_linearly_over_the_last_share_of_the_steps(data_root, tmp_path):
+    hp = toy_hparams(max_steps=10, lr_schedule="none", learning_rate=0.01, min_learning_rate=0.001,
+                     lr_anneal_fraction=0.5, checkpoint_interval=1, keep_last_checkpoints=20)
+    run_toy(data_root, str(tmp_path), ToyTask, hp)
+    # checkpoint_step{n} holds the rate of update n - 1; update k runs at progress k / 10:
+    # full rate up to k = 5, then 0.01 * (1 - k / 10) / 0.5, floored at min_learning_rate.
+    got = [_lr_of_checkpoint(str(tmp_path / f"checkpoint_step{n:09d}.pth")) for n in range(1, 11)]
+    expected = [0.01] * 6 + [0.008, 0.006, 0.004, 0.002]
+    assert got == pytest.approx(expected, rel=1e-9)
+    seconds = [load_checkpoint(str(tmp_path / f"checkpoint_step{n:09d}.pth"))["trained_seconds"]
+               for n in (1, 10)]
+    assert 0 < seconds[0] <= seconds[1]
+
+
+def test_final_anneal_follows_the_clock_across_a_resume(data_root, tmp_path):
+    hp = toy_hparams(max_steps=2, lr_schedule="none", learning_rate=0.01, min_learning_rate=0.001,
+                     lr_anneal_fraction=0.5)
+    first = run_toy(data_root, str(tmp_path), ToyTask, hp)[1]
+    assert _lr_of_checkpoint(first.checkpoint) == pytest.approx(0.01)  # step share 1/2: not yet
+    # Pretend the earlier run trained for a long time: resumed with one more minute of budget,
+    # the run is at the very end of its clock, so the step share no longer decides.
+    state = load_checkpoint(first.checkpoint)
+    before = state["trained_seconds"]
+    state["trained_seconds"] = 1e6
+    torch.save(state, first.checkpoint)
+    # Step share of update 2: 2/3, which alone would give 2/3 of the rate.
+    hp = toy_hparams(max_steps=3, max_minutes=1.0, lr_schedule="none", learning_rate=0.01,
+                     min_learning_rate=0.001, lr_anneal_fraction=0.5)
+    options = RunOptions(checkpoint_dir=str(tmp_path), resume=first.checkpoint, device="cpu",
+                         show_progress=False)
+    result = Trainer(ToyTask(hp, DataDir(data_root)), options).run()
+    assert result.step == 3
+    resumed = load_checkpoint(result.checkpoint)
+    assert resumed["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.001)
+    assert resumed["trained_seconds"] > 1e6 and before > 0

@@ -85,6 +85,19 @@ def test_noam_matches_the_wavenet_vocoder_formula():
     assert _schedule("noam", warmup_steps=10, min_learning_rate=1e-4)(10**6) == pytest.approx(1e-4)
 
 
+def test_final_anneal_scales_any_schedule_down_to_the_floor():
+    s = _schedule("exponential", lr_decay_rate=0.5, lr_decay_steps=100, warmup_steps=0,
+                  min_learning_rate=1e-5, lr_anneal_fraction=0.25)
+    assert s(150, progress=0.5) == pytest.approx(1e-3 * 0.5 ** 1.5)    # before the last quarter
+    assert s(150, progress=0.875) == pytest.approx(1e-3 * 0.5 ** 1.5 * 0.5)
+    assert s(150, progress=1.0) == pytest.approx(1e-5)                   # floored
+    none = _schedule("none", min_learning_rate=1e-5, lr_anneal_fraction=0.5)
+    assert none(7, progress=0.0) == 1e-3 and none(7, progress=0.75) == pytest.approx(5e-4)
+    assert _schedule("none")(7, progress=0.99) == 1e-3                    # no anneal by default
+    with pytest.raises(ValueError, match="lr_anneal_fraction must be in"):
+        _schedule("none", lr_anneal_fraction=1.5)
+
+
 def test_noam_without_warmup_is_refused():
     with pytest.raises(ValueError, match="'noam' needs warmup_steps"):
         _schedule("noam", warmup_steps=0)

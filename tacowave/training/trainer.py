@@ -24,9 +24,11 @@ Checkpoint layout (``torch.load(path, weights_only=True)``)::
     world_size      processes that wrote it (the sampler shards depend on it)
     rng             one entry per rank: {"python", "numpy", "torch", "cuda"} generator states
     skipped_steps   non-finite steps skipped so far; nonfinite_in_a_row: the current streak
+    trained_seconds wall-clock seconds of training over this run and the ones it resumed
     ...             the task's checkpoint_extra() entries, e.g. "symbols", "speakers"
 
-Exact resume: the learning rate is a function of the step, the sampler is a function of
+Exact resume: the learning rate is a function of the step (unless a final anneal follows a
+wall-clock budget, see ``schedule.py``), the sampler is a function of
 (seed, epoch) and skips the consumed batches, items draw randomness from per-item seeds, and
 the generators are restored per rank, and evaluation runs with the generators saved and
 restored around it, so on the CPU an interrupted and resumed run computes bit-identical
@@ -69,7 +71,7 @@ from tacowave.training.task import Task
 RESERVED_KEYS = frozenset({
     "format", "version", "model_type", "model", "hparams", "ema", "optimizer", "scheduler",
     "scaler", "step", "epoch", "batch_in_epoch", "world_size", "rng", "skipped_steps",
-    "nonfinite_in_a_row"})
+    "nonfinite_in_a_row", "trained_seconds"})
 
 
 class TrainingError(RuntimeError):
@@ -291,6 +293,9 @@ class _LoopState:
     batch_in_epoch: int = 0
     skipped_steps: int = 0
     nonfinite_in_a_row: int = 0
+    # Training seconds of the runs this one resumed, and the clock as the ranks last agreed on it.
+    seconds_before: float = 0.0
+    agreed_elapsed: float = 0.0
 
 
 class _Loop:
@@ -336,6 +341,7 @@ class _Loop:
         st.step, st.epoch, st.batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
         st.skipped_steps = ckpt.get("skipped_steps", 0)
         st.nonfinite_in_a_row = ckpt.get("nonfinite_in_a_row", 0)
+        st.seconds_before = float(ckpt.get("trained_seconds", 0.0))
         states = ckpt.get("rng") or []
         if ckpt.get("world_size") == env.world_size and len(states) == env.world_size:
             self._start_rng = lambda: rng.restore(states[env.rank], self.device)
@@ -429,8 +435,9 @@ class _Loop:
         """One update; returns whether any rank asked to stop (asked as late as possible, so
         that a signal arriving during this step stops the run right after it)."""
         cfg, st = self.cfg, self.state
+        lr = self.schedule(st.step, self._progress())
         for group in self.optimizer.param_groups:
-            group["lr"] = self.schedule(st.step)
+            group["lr"] = lr
         batch = self.task.batch_to_device(batch, self.device)
         with self.precision.autocast():
             loss, metrics = self.task.compute_loss(self.ddp, batch, st.step)
@@ -440,12 +447,14 @@ class _Loop:
             loss.backward()
         frames = self.task.count_frames(batch)
         comm_device = self.device if self.env.distributed and self.device.type == "cuda" else torch.device("cpu")
-        shared = torch.zeros(4, dtype=torch.float64, device=comm_device)
+        shared = torch.zeros(5, dtype=torch.float64, device=comm_device)
         shared[0] = loss.detach()
         shared[1], shared[2], shared[3] = float(wants_stop()), n_items, frames or 0
+        shared[4] = time.monotonic() - self.started
         distributed.all_reduce_sum(self.env, shared)
-        loss_sum, stop_votes, items, frame_count = shared.tolist()
+        loss_sum, stop_votes, items, frame_count, elapsed_sum = shared.tolist()
         loss_value = loss_sum / self.env.world_size
+        st.agreed_elapsed = elapsed_sum / self.env.world_size
 
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
@@ -483,6 +492,16 @@ class _Loop:
         self.optimizer.zero_grad(set_to_none=True)
         meter.count(items, frame_count)
         return stop_votes > 0
+
+    def _progress(self) -> float:
+        """Share of the run's budget spent, the same on every rank: the larger of the step share
+        and the time share (over this run and the ones it resumed, as of the last agreed clock)."""
+        cfg, st = self.cfg, self.state
+        progress = st.step / max(cfg.max_steps, 1)
+        if cfg.max_minutes > 0:
+            total = st.seconds_before + cfg.max_minutes * 60.0
+            progress = max(progress, (st.seconds_before + st.agreed_elapsed) / total)
+        return min(progress, 1.0)
 
     # ------------------------------------------------------------------ logging, eval, saving
 
@@ -561,6 +580,7 @@ class _Loop:
                 "step": st.step, "epoch": st.epoch, "batch_in_epoch": st.batch_in_epoch,
                 "world_size": env.world_size, "rng": rng_states,
                 "skipped_steps": st.skipped_steps, "nonfinite_in_a_row": st.nonfinite_in_a_row,
+                "trained_seconds": st.seconds_before + (time.monotonic() - self.started),
                 **extra,
             }
             self.last_checkpoint = self.manager.save(state, st.step)
