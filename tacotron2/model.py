@@ -292,8 +292,9 @@ class Decoder(nn.Module):
         ``att_input`` (B, 4H) is the pre-net part of the attention-LSTM pre-activation, biases
         included. Returns the (dropped-out) decoder hidden state (B, D), the context (B, E; None
         when the pass projected the memory instead), the attention weights (B, N) and, when
-        free-running, the projections (B, r*n_mels + r) without their biases. With ``k.window`` > 0 only encoder positions within ``window`` of the previous
-        step's attention peak can be attended.
+        free-running, the projections (B, r*n_mels + r) without their biases. With ``k.window``
+        > 0 only encoder positions within ``window`` of the previous step's attention peak can be
+        attended.
         """
         cfg = self.cfg
         h_dim, d_dim, a_dim = cfg.attention_rnn_dim, cfg.decoder_rnn_dim, cfg.attention_dim

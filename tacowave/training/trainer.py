@@ -3,8 +3,9 @@
 One code path serves a laptop CPU, one GPU and ``torchrun`` over many GPUs or nodes: a
 single process is rank 0 of a world of 1. Per step every rank loads its shard of a global
 batch, runs forward and backward (DDP averages the gradients), then the ranks agree in one
-small all-reduce on the mean loss and on whether to stop (signal, time budget), so that they
-all skip, stop and checkpoint at the same step. Rank 0 alone logs, evaluates and writes
+small all-reduce on the mean loss, on whether to stop (signal, time budget) and on the clock
+(for a final learning-rate anneal), so that they all skip, stop, checkpoint and set the same
+learning rate at the same step. Rank 0 alone logs, evaluates and writes
 checkpoints while the others wait in a barrier.
 
 Checkpoint layout (``torch.load(path, weights_only=True)``)::
