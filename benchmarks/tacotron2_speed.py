@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tacowave.hparams import Tacotron2Config, TrainTacotron2Config  # noqa: E402
 from tacotron2.loss import Tacotron2Loss  # noqa: E402
-from tacotron2.model import Tacotron2, build_tacotron2, reference_decoder_forward  # noqa: E402
+from tacotron2.model import ON_CTX, Tacotron2, build_tacotron2, reference_decoder_forward  # noqa: E402
 from machine_info import cpu_model  # noqa: E402
 
 N_SYMBOLS, N_MELS = 148, 80
@@ -118,17 +118,17 @@ def inference_run(model: Tacotron2, naive: bool, batch: int, n_symbols: int, n_f
 
 def per_step_weight_bytes(model: Tacotron2, n_symbols: int) -> int:
     """Bytes the fast path reads per batch-1 free-running decoder step: the whole decoder except
-    the encoder-memory projection, which runs once per utterance; with fewer symbols than memory
-    channels the matrices that multiply the context are replaced by the memory projected through
-    them (n_symbols rows of their combined width, see ``Decoder._constants``)."""
+    the encoder-memory projection, which runs once per utterance; where the decoder projects the
+    memory through the context matrices (``Decoder._constants`` decides), the projected rows
+    replace those matrices."""
     dec = model.decoder
     once = {id(p) for p in dec.attention.memory.parameters()}
     total = sum(p.numel() * p.element_size() for p in dec.parameters() if id(p) not in once)
-    e = dec.memory_dim
-    if n_symbols < e:
-        h, d = dec.cfg.attention_rnn_dim, dec.cfg.decoder_rnn_dim
-        width = 4 * h + 4 * d + dec.mel_proj.out_features + dec.gate_proj.out_features
-        total += (n_symbols - e) * width * dec.mel_proj.weight.element_size()
+    with torch.no_grad():
+        k = dec._constants(torch.zeros(1, n_symbols, dec.memory_dim), None, free_running=True)
+    if k.projected_memory is not None:
+        stack = k.mats.weights[ON_CTX]
+        total += (k.projected_memory.numel() - stack.numel()) * stack.element_size()
     return total
 
 

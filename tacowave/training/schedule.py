@@ -71,7 +71,7 @@ class LRSchedule:
         lr0 = self.learning_rate
         floor = min(self.min_learning_rate, lr0)
         if self.name == "none":
-            return lr0 if self.anneal_fraction <= 0.0 else max(lr0 * self.anneal(progress), floor)
+            return max(lr0 * self.anneal(progress), floor)
         s = step + 1
         ramp = min(1.0, s / self.warmup_steps) if self.warmup_steps > 0 else 1.0
         if self.name == "step":
