@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from tacowave.hparams import Tacotron2Config
 
-from .layers import (ConvBNBlock, StackedMatmuls, full, lengths_to_mask, lstm_cell_pointwise,
+from .layers import (ConvBNBlock, StackedMatmuls, dropout, full, lengths_to_mask, lstm_cell_pointwise,
                      make_linear, symbol_embedding_bound, xavier_uniform_)
 
 STOP_GATE = "gate"
@@ -113,7 +113,7 @@ class Prenet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``(..., in_dim)`` -> ``(..., dim)``."""
         for layer in self.layers:
-            x = F.dropout(F.relu(layer(x)), self.dropout, training=True)
+            x = dropout(F.relu(layer(x)), self.dropout)
         return x
 
 
@@ -137,13 +137,25 @@ class LocationSensitiveAttention(nn.Module):
         self.location_dense = make_linear(n_filters, attention_dim, bias=False, nonlinearity="tanh")
 
     def location_kernel(self) -> Tensor:
-        """The location conv and dense layer composed into one conv kernel ``(attention_dim, 2, K)``.
+        """The location conv and dense layer composed into one matrix ``(2 * K, attention_dim)``
+        that multiplies the flattened ``(channel, tap)`` window around each encoder position.
 
-        Both are linear with nothing in between, so one conv producing ``attention_dim`` channels
-        replaces a conv + a per-position matmul + a transpose at every decoder step.
+        Both layers are linear with nothing in between, so one matmul over the windows replaces a
+        conv + a per-position matmul + a transpose at every decoder step; as a matmul over
+        (B * N) windows it also costs about a third of what a 2-channel conv1d does at these
+        sizes on a CPU (forward and backward, measured), where the conv's per-call setup dominates.
         """
-        conv = self.location_conv.weight
-        return torch.mm(self.location_dense.weight, conv.flatten(1)).view(-1, *conv.shape[1:])
+        conv = self.location_conv.weight  # (filters, 2, K)
+        return torch.mm(self.location_dense.weight, conv.flatten(1)).t()
+
+    def location_windows(self, weights: Tensor, weights_cum: Tensor) -> Tensor:
+        """``(B, N)`` previous and cumulative weights -> ``(B * N, 2 * K)``: row ``b * N + n`` is
+        the zero-padded window of both centred on position ``n``, channel-major (the layout of
+        :meth:`location_kernel`'s rows)."""
+        b, n = weights.shape
+        k = self.location_conv.weight.shape[-1]
+        x = F.pad(torch.stack((weights, weights_cum), 1), (k // 2, k // 2))  # (B, 2, N + K - 1)
+        return x.unfold(2, k, 1).transpose(1, 2).reshape(b * n, 2 * k)
 
 
 class Postnet(nn.Module):
@@ -201,8 +213,8 @@ class _PassConstants(NamedTuple):
     """What every step of one decoding pass reads and nothing updates."""
 
     memory: Tensor             # (B, N, E)
-    processed_memory: Tensor   # (B, A, N)
-    location_kernel: Tensor    # (A, 2, K)
+    processed_memory: Tensor   # (B * N, A)
+    location_kernel: Tensor    # (2K, A)
     invalid: Tensor | None     # (B, N) True on padding
     att_bias: Tensor           # (4H,) both attention-LSTM biases
     dec_bias: Tensor           # (4D,) both decoder-LSTM biases
@@ -269,8 +281,8 @@ class Decoder(nn.Module):
         if free_running:
             stacks[ON_CTX] += [(self.mel_proj.weight, d, d + e), (self.gate_proj.weight, d, d + e)]
             stacks[ON_H_DEC] += [(self.mel_proj.weight, 0, d), (self.gate_proj.weight, 0, d)]
-        processed = torch.matmul(memory, self.attention.memory.weight.t()).transpose(1, 2)
         b, n = memory.shape[:2]
+        processed = torch.mm(memory.reshape(b * n, e), self.attention.memory.weight.t())
         mats = StackedMatmuls(stacks, b, self._stack_cache)
         projected = None
         if free_running and b * n < e:
@@ -301,15 +313,18 @@ class Decoder(nn.Module):
 
         gates = att_input if st.att_recurrent is None else att_input + st.att_recurrent
         h_att, st.att_cell = lstm_cell_pointwise(gates, st.att_cell)
-        h_att = F.dropout(h_att, cfg.p_attention_dropout, self.training)
+        h_att = dropout(h_att, cfg.p_attention_dropout, self.training)
         y = k.mats(ON_H_ATT, h_att)
         att_hh, query = y[:, :4 * h_dim], y[:, 4 * h_dim:4 * h_dim + a_dim]
         dec_from_h = y[:, 4 * h_dim + a_dim:]
 
-        location = F.conv1d(torch.stack((st.weights, st.weights_cum), 1), k.location_kernel,
-                            padding=k.location_kernel.shape[-1] // 2)
-        hidden = torch.tanh(k.processed_memory + location + query.unsqueeze(2))
-        energies = torch.matmul(self.attention.v.weight, hidden).squeeze(1)
+        b, n = st.weights.shape
+        # processed memory + location features in one addmm, rows (b, n).
+        keys = torch.addmm(k.processed_memory,
+                           self.attention.location_windows(st.weights, st.weights_cum),
+                           k.location_kernel).view(b, n, a_dim)
+        hidden = torch.tanh(keys + query.unsqueeze(1))
+        energies = torch.matmul(hidden, self.attention.v.weight.t()).squeeze(2)
         invalid = k.invalid
         if k.window > 0:
             peak = st.weights.argmax(1, keepdim=True)
@@ -335,7 +350,7 @@ class Decoder(nn.Module):
         if st.dec_recurrent is not None:
             gates = gates + st.dec_recurrent
         h_dec, st.dec_cell = lstm_cell_pointwise(gates, st.dec_cell)
-        h_dec = F.dropout(h_dec, cfg.p_decoder_dropout, self.training)
+        h_dec = dropout(h_dec, cfg.p_decoder_dropout, self.training)
         y_dec = k.mats(ON_H_DEC, h_dec)
         st.att_recurrent = att_hh + att_from_ctx
         st.dec_recurrent = y_dec[:, :4 * d_dim]
@@ -624,7 +639,7 @@ def reference_decoder_forward(decoder: Decoder, memory: Tensor, memory_lengths: 
     for s in range(steps):
         prenet_out = teacher[:, s] if teacher is not None else decoder.prenet(frame)
         h_att, c_att = decoder.attention_rnn(torch.cat((prenet_out, context), -1), (h_att, c_att))
-        h_att = F.dropout(h_att, cfg.p_attention_dropout, decoder.training)
+        h_att = dropout(h_att, cfg.p_attention_dropout, decoder.training)
         location = att.location_dense(att.location_conv(torch.stack((weights, weights_cum), 1)).transpose(1, 2))
         energies = att.v(torch.tanh(att.query(h_att).unsqueeze(1) + location + processed_memory)).squeeze(-1)
         if invalid is not None:
@@ -633,7 +648,7 @@ def reference_decoder_forward(decoder: Decoder, memory: Tensor, memory_lengths: 
         context = torch.bmm(weights.unsqueeze(1), memory).squeeze(1)
         weights_cum = weights_cum + weights
         h_dec, c_dec = decoder.decoder_rnn(torch.cat((h_att, context), -1), (h_dec, c_dec))
-        h_dec = F.dropout(h_dec, cfg.p_decoder_dropout, decoder.training)
+        h_dec = dropout(h_dec, cfg.p_decoder_dropout, decoder.training)
         out_in = torch.cat((h_dec, context), 1)
         mel = decoder.mel_proj(out_in)
         mels.append(mel)
