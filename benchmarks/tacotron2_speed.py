@@ -12,6 +12,8 @@ Options:
   --frames=<n>      mel frames per utterance (= decoder steps at r = 1) [default: 400].
   --repeats=<n>     timed repetitions per measurement; the median is reported [default: 3].
   --small           a tiny model instead of NVIDIA's sizes (a smoke run of this script).
+  --preset=<file>   the model and loss of this preset instead of NVIDIA's sizes, e.g.
+                    presets/demo.json (with --batch=16 --symbols=60 --frames=300: a demo step).
   --device=<d>      cpu or cuda [default: cpu].
   -h --help         show this help.
 
@@ -41,7 +43,7 @@ from docopt import docopt
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tacowave.hparams import Tacotron2Config, TrainTacotron2Config  # noqa: E402
+from tacowave.hparams import Tacotron2Config, TrainTacotron2Config, load_hparams  # noqa: E402
 from tacotron2.loss import Tacotron2Loss  # noqa: E402
 from tacotron2.model import ON_CTX, Tacotron2, build_tacotron2, reference_decoder_forward  # noqa: E402
 from machine_info import cpu_model  # noqa: E402
@@ -69,7 +71,8 @@ def _interleaved(naive, fast, repeats: int, device: torch.device) -> tuple[float
     return statistics.median(times[0]), statistics.median(times[1])
 
 
-def training_step(model: Tacotron2, naive: bool, batch: int, n_symbols: int, n_frames: int):
+def training_step(model: Tacotron2, naive: bool, batch: int, n_symbols: int, n_frames: int,
+                  loss_cfg: TrainTacotron2Config | None = None):
     """A callable doing one training step: forward + loss + backward + Adam update."""
     gen = torch.Generator().manual_seed(0)
     device = next(model.parameters()).device
@@ -77,7 +80,7 @@ def training_step(model: Tacotron2, naive: bool, batch: int, n_symbols: int, n_f
     text_lengths = torch.full((batch,), n_symbols, device=device)
     mels = torch.randn(batch, n_frames, N_MELS, generator=gen).to(device)
     mel_lengths = torch.full((batch,), n_frames, device=device)
-    criterion = Tacotron2Loss(TrainTacotron2Config(), model.r)
+    criterion = Tacotron2Loss(loss_cfg or TrainTacotron2Config(), model.r)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
 
     def step():
@@ -96,7 +99,8 @@ def training_step(model: Tacotron2, naive: bool, batch: int, n_symbols: int, n_f
     return step
 
 
-def inference_run(model: Tacotron2, naive: bool, batch: int, n_symbols: int, n_frames: int):
+def inference_run(model: Tacotron2, naive: bool, batch: int, n_symbols: int, n_frames: int,
+                  loss_cfg: TrainTacotron2Config | None = None):
     """A callable synthesising ``batch`` utterances of exactly ``n_frames`` frames (no stop token)."""
     text = torch.randint(1, N_SYMBOLS, (batch, n_symbols), generator=torch.Generator().manual_seed(1))
     text = text.to(next(model.parameters()).device)
@@ -106,12 +110,13 @@ def inference_run(model: Tacotron2, naive: bool, batch: int, n_symbols: int, n_f
         with torch.no_grad():
             if naive:
                 memory = model.encode(text)
-                mel, _, _ = reference_decoder_forward(model.decoder, memory, None, None, max_steps=n_frames,
-                                                      gate_threshold=2.0)
+                mel, _, _ = reference_decoder_forward(model.decoder, memory, None, None,
+                                                      max_steps=-(-n_frames // model.r), gate_threshold=2.0)
                 mel + model.postnet(mel)
             else:  # a threshold above 1 never fires
-                results = model.inference_batch(text, max_decoder_steps=n_frames, gate_threshold=2.0)
-                assert results[0].n_frames == n_frames
+                steps = -(-n_frames // model.r)
+                results = model.inference_batch(text, max_decoder_steps=steps, gate_threshold=2.0)
+                assert results[0].n_frames == steps * model.r
 
     return run
 
@@ -149,8 +154,12 @@ def main(argv: list[str] | None = None) -> None:
     n_symbols, n_frames, repeats = int(args["--symbols"]), int(args["--frames"]), int(args["--repeats"])
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    cfg = Tacotron2Config()
-    if args["--small"]:
+    cfg, loss_cfg, label = Tacotron2Config(), None, "NVIDIA default sizes"
+    if args["--preset"]:
+        hp = load_hparams(args["--preset"])
+        cfg, loss_cfg, label = hp.tacotron2, hp.train_tacotron2, f"preset {args['--preset']}"
+    elif args["--small"]:
+        label = "small"
         cfg = Tacotron2Config(symbols_embedding_dim=64, encoder_embedding_dim=64, attention_rnn_dim=128,
                               attention_dim=32, prenet_dim=64, decoder_rnn_dim=128, postnet_embedding_dim=64)
     device = torch.device(args["--device"])
@@ -162,14 +171,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
           f"{threads} thread(s), OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
           f"load average {os.getloadavg()[0]:.2f} at start")
-    print(f"# model: {'small' if args['--small'] else 'NVIDIA default sizes'}, r = {cfg.n_frames_per_step}, "
+    print(f"# model: {label}, r = {cfg.n_frames_per_step}, "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; "
           f"{n_symbols} symbols, {n_frames} frames; median of {repeats}")
     rows = []
     for name, make, b in (("training", training_step, batch), ("inference", inference_run, 1),
                           (f"inference, batch {batch}", inference_run, batch)):
-        t_naive, t_fast = _interleaved(make(model, True, b, n_symbols, n_frames),
-                                       make(model, False, b, n_symbols, n_frames), repeats, device)
+        t_naive, t_fast = _interleaved(make(model, True, b, n_symbols, n_frames, loss_cfg),
+                                       make(model, False, b, n_symbols, n_frames, loss_cfg), repeats, device)
         naive, fast = b * n_frames / t_naive, b * n_frames / t_fast
         rows.append((name, b, naive, fast))
         print(f"{name:<20} batch {b}:  naive {naive:7.1f} frames/s   fast {fast:7.1f} frames/s   "

@@ -11,6 +11,7 @@ import torch
 
 from tacowave.hparams import Tacotron2Config, TrainTacotron2Config
 from tacotron2 import Tacotron2Loss, build_tacotron2
+from tacotron2.layers import dropout
 from tacotron2.model import frame_dropout, reference_decoder_forward
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -219,6 +220,25 @@ def test_model_deepcopies_and_rejects_bad_configs():
         build_tacotron2(tiny_cfg(encoder_embedding_dim=15), N_SYMBOLS, N_MELS)
     with pytest.raises(ValueError, match="decoder_frame_dropout"):
         build_tacotron2(tiny_cfg(decoder_frame_dropout=1.0), N_SYMBOLS, N_MELS)
+
+
+# --------------------------------------------------------------------------- dropout
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_dropout_has_f_dropout_statistics_and_gradient(p):
+    x = (torch.rand(64, 128, 50) + 0.5).requires_grad_()  # no zeros of its own
+    torch.manual_seed(3)
+    y = dropout(x, p)
+    kept = y != 0
+    assert abs(1.0 - kept.float().mean().item() - p) < 0.01  # 409,600 draws: sd 0.0008
+    torch.testing.assert_close(y[kept], (x / (1.0 - p))[kept])  # survivors scaled by 1 / (1 - p)
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / (1.0 - p))
+    torch.manual_seed(3)
+    assert torch.equal(dropout(x, p), y)  # one stream: same generator state, same mask
+    assert dropout(x, p, training=False) is x and dropout(x, 0.0) is x
+    assert not dropout(x, 1.0).any()
 
 
 # --------------------------------------------------------------------------- frame dropout
