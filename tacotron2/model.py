@@ -141,9 +141,10 @@ class LocationSensitiveAttention(nn.Module):
         that multiplies the flattened ``(channel, tap)`` window around each encoder position.
 
         Both layers are linear with nothing in between, so one matmul over the windows replaces a
-        conv + a per-position matmul + a transpose at every decoder step; as a matmul over
-        (B * N) windows it also costs about a third of what a 2-channel conv1d does at these
-        sizes on a CPU (forward and backward, measured), where the conv's per-call setup dominates.
+        conv + a per-position matmul + a transpose at every decoder step. A matmul over the
+        (B * N) windows rather than a 2-channel conv1d, whose per-call setup dominates on a CPU:
+        the whole energy computation at demo sizes (batch 16, 60 symbols, 64 attention dims)
+        took 1.1 instead of 1.4 ms per decoder step, forward and backward (AMD EPYC, 2 threads).
         """
         conv = self.location_conv.weight  # (filters, 2, K)
         return torch.mm(self.location_dense.weight, conv.flatten(1)).t()
