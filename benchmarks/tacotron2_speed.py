@@ -33,6 +33,7 @@ is asserted: numbers depend on the machine and its load.
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import statistics
 import sys
@@ -99,11 +100,11 @@ def training_step(model: Tacotron2, naive: bool, batch: int, n_symbols: int, n_f
     return step
 
 
-def inference_run(model: Tacotron2, naive: bool, batch: int, n_symbols: int, n_frames: int,
-                  loss_cfg: TrainTacotron2Config | None = None):
+def inference_run(model: Tacotron2, naive: bool, batch: int, n_symbols: int, n_frames: int):
     """A callable synthesising ``batch`` utterances of exactly ``n_frames`` frames (no stop token)."""
     text = torch.randint(1, N_SYMBOLS, (batch, n_symbols), generator=torch.Generator().manual_seed(1))
     text = text.to(next(model.parameters()).device)
+    steps = -(-n_frames // model.r)
 
     def run():
         model.eval()
@@ -111,10 +112,9 @@ def inference_run(model: Tacotron2, naive: bool, batch: int, n_symbols: int, n_f
             if naive:
                 memory = model.encode(text)
                 mel, _, _ = reference_decoder_forward(model.decoder, memory, None, None,
-                                                      max_steps=-(-n_frames // model.r), gate_threshold=2.0)
+                                                      max_steps=steps, gate_threshold=2.0)
                 mel + model.postnet(mel)
             else:  # a threshold above 1 never fires
-                steps = -(-n_frames // model.r)
                 results = model.inference_batch(text, max_decoder_steps=steps, gate_threshold=2.0)
                 assert results[0].n_frames == steps * model.r
 
@@ -154,12 +154,12 @@ def main(argv: list[str] | None = None) -> None:
     n_symbols, n_frames, repeats = int(args["--symbols"]), int(args["--frames"]), int(args["--repeats"])
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    cfg, loss_cfg, label = Tacotron2Config(), None, "NVIDIA default sizes"
+    cfg, loss_cfg, model_label = Tacotron2Config(), None, "NVIDIA default sizes"
     if args["--preset"]:
         hp = load_hparams(args["--preset"])
-        cfg, loss_cfg, label = hp.tacotron2, hp.train_tacotron2, f"preset {args['--preset']}"
+        cfg, loss_cfg, model_label = hp.tacotron2, hp.train_tacotron2, f"preset {args['--preset']}"
     elif args["--small"]:
-        label = "small"
+        model_label = "small"
         cfg = Tacotron2Config(symbols_embedding_dim=64, encoder_embedding_dim=64, attention_rnn_dim=128,
                               attention_dim=32, prenet_dim=64, decoder_rnn_dim=128, postnet_embedding_dim=64)
     device = torch.device(args["--device"])
@@ -171,14 +171,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
           f"{threads} thread(s), OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
           f"load average {os.getloadavg()[0]:.2f} at start")
-    print(f"# model: {label}, r = {cfg.n_frames_per_step}, "
+    print(f"# model: {model_label}, r = {cfg.n_frames_per_step}, "
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; "
           f"{n_symbols} symbols, {n_frames} frames; median of {repeats}")
     rows = []
-    for name, make, b in (("training", training_step, batch), ("inference", inference_run, 1),
+    train = functools.partial(training_step, loss_cfg=loss_cfg)
+    for name, make, b in (("training", train, batch), ("inference", inference_run, 1),
                           (f"inference, batch {batch}", inference_run, batch)):
-        t_naive, t_fast = _interleaved(make(model, True, b, n_symbols, n_frames, loss_cfg),
-                                       make(model, False, b, n_symbols, n_frames, loss_cfg), repeats, device)
+        t_naive, t_fast = _interleaved(make(model, True, b, n_symbols, n_frames),
+                                       make(model, False, b, n_symbols, n_frames), repeats, device)
         naive, fast = b * n_frames / t_naive, b * n_frames / t_fast
         rows.append((name, b, naive, fast))
         print(f"{name:<20} batch {b}:  naive {naive:7.1f} frames/s   fast {fast:7.1f} frames/s   "
