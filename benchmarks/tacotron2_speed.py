@@ -23,7 +23,9 @@ than 1 (and ``OMP_WAIT_POLICY=PASSIVE`` helps); measure both when the machine is
 Both paths run the same model, weights and math (NVIDIA/tacotron2's default sizes, r = 1):
 "naive" is ``reference_decoder_forward`` (NVIDIA's code structure: nn.LSTMCell calls on
 concatenated inputs, per-step projections, per-step weight-gradient accumulation), "fast" is
-``Decoder``. A training step is forward + loss + backward + Adam step; inference decodes a
+``Decoder``. Training is timed three ways on a CPU: naive, "autograd" (``Decoder`` with
+``use_fused_decoder`` off) and "fused" (teacher forcing through the compiled step kernels of
+``tacotron2/fused_decoder.py``, the default wherever they build). A training step is forward + loss + backward + Adam step; inference decodes a
 fixed number of steps (the stop token is disabled) and runs the post-net. Frames/s count mel
 frames (batch x frames). On a CPU the last lines bound batch-1 inference by memory bandwidth:
 each decoder step reads nearly all the decoder's weights, so frames/s cannot exceed the
@@ -33,7 +35,6 @@ is asserted: numbers depend on the machine and its load.
 from __future__ import annotations
 
 import datetime
-import functools
 import os
 import statistics
 import sys
@@ -45,6 +46,7 @@ from docopt import docopt
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tacowave.hparams import Tacotron2Config, TrainTacotron2Config, load_hparams  # noqa: E402
+from tacotron2.fused_decoder import load_library as load_fused_library  # noqa: E402
 from tacotron2.loss import Tacotron2Loss  # noqa: E402
 from tacotron2.model import ON_CTX, Tacotron2, build_tacotron2, reference_decoder_forward  # noqa: E402
 from machine_info import cpu_model  # noqa: E402
@@ -52,29 +54,30 @@ from machine_info import cpu_model  # noqa: E402
 N_SYMBOLS, N_MELS = 148, 80
 
 
-def _interleaved(naive, fast, repeats: int, device: torch.device) -> tuple[float, float]:
-    """Median seconds of ``naive()`` and ``fast()``, timed alternately so that a change in the
-    machine's load hits both alike; one untimed warm-up call each (allocator, kernel choice)."""
+def _interleaved(fns, repeats: int, device: torch.device) -> list[float]:
+    """Median seconds of each callable in ``fns``, timed in turn so that a change in the machine's
+    load hits all alike; one untimed warm-up call each (allocator, kernel choice, compilation)."""
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    naive()
-    fast()
-    times: tuple[list[float], list[float]] = ([], [])
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        for fn, out in ((naive, times[0]), (fast, times[1])):
+        for fn, out in zip(fns, times):
             sync()
             start = time.perf_counter()
             fn()
             sync()
             out.append(time.perf_counter() - start)
-    return statistics.median(times[0]), statistics.median(times[1])
+    return [statistics.median(t) for t in times]
 
 
-def training_step(model: Tacotron2, naive: bool, batch: int, n_symbols: int, n_frames: int,
+def training_step(model: Tacotron2, path: str, batch: int, n_symbols: int, n_frames: int,
                   loss_cfg: TrainTacotron2Config | None = None):
-    """A callable doing one training step: forward + loss + backward + Adam update."""
+    """A callable doing one training step: forward + loss + backward + Adam update. ``path``:
+    "naive" (the reference loop), "autograd" (Decoder without the compiled kernels) or "fused"."""
     gen = torch.Generator().manual_seed(0)
     device = next(model.parameters()).device
     text = torch.randint(1, N_SYMBOLS, (batch, n_symbols), generator=gen).to(device)
@@ -86,8 +89,9 @@ def training_step(model: Tacotron2, naive: bool, batch: int, n_symbols: int, n_f
 
     def step():
         model.train()
+        model.decoder.use_fused_decoder = path == "fused"
         optimizer.zero_grad(set_to_none=True)
-        if naive:  # the model's forward with the decoder swapped for the reference loop
+        if path == "naive":  # the model's forward with the decoder swapped for the reference loop
             memory = model.encode(text, text_lengths)
             mel, gate, align = reference_decoder_forward(model.decoder, memory, text_lengths, mels)
             outputs = (mel, mel + model.postnet(mel, mel_lengths), gate, align)
@@ -144,7 +148,7 @@ def read_bandwidth(n_bytes: int, repeats: int) -> tuple[float, float]:
     big = torch.ones(max(4 * n_bytes, 1 << 28) // 4)
     side = int((n_bytes // 4) ** 0.5)
     mat, vec = torch.ones(side, side), torch.ones(side)
-    t_sum, t_gemv = _interleaved(big.sum, lambda: vec @ mat, repeats, torch.device("cpu"))
+    t_sum, t_gemv = _interleaved([big.sum, lambda: vec @ mat], repeats, torch.device("cpu"))
     return big.numel() * 4 / t_sum, mat.numel() * 4 / t_gemv
 
 
@@ -175,11 +179,17 @@ def main(argv: list[str] | None = None) -> None:
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; "
           f"{n_symbols} symbols, {n_frames} frames; median of {repeats}")
     rows = []
-    train = functools.partial(training_step, loss_cfg=loss_cfg)
-    for name, make, b in (("training", train, batch), ("inference", inference_run, 1),
-                          (f"inference, batch {batch}", inference_run, batch)):
-        t_naive, t_fast = _interleaved(make(model, True, b, n_symbols, n_frames),
-                                       make(model, False, b, n_symbols, n_frames), repeats, device)
+    paths = ["naive", "autograd"] + (["fused"] if device.type == "cpu" and load_fused_library() else [])
+    times = _interleaved([training_step(model, path, batch, n_symbols, n_frames, loss_cfg) for path in paths],
+                         repeats, device)
+    rates = [batch * n_frames / t for t in times]
+    print(f"{'training':<20} batch {batch}:  naive {rates[0]:7.1f} frames/s   " + "   ".join(
+        f"{path} {rate:7.1f} frames/s (ratio {rate / rates[0]:4.2f}x)" for path, rate in zip(paths[1:], rates[1:])),
+        flush=True)
+    rows.append(("training", batch, rates[0], rates[-1]))
+    for name, b in (("inference", 1), (f"inference, batch {batch}", batch)):
+        t_naive, t_fast = _interleaved([inference_run(model, True, b, n_symbols, n_frames),
+                                        inference_run(model, False, b, n_symbols, n_frames)], repeats, device)
         naive, fast = b * n_frames / t_naive, b * n_frames / t_fast
         rows.append((name, b, naive, fast))
         print(f"{name:<20} batch {b}:  naive {naive:7.1f} frames/s   fast {fast:7.1f} frames/s   "

@@ -27,6 +27,8 @@ from torch.nn import functional as F
 
 from tacowave.hparams import Tacotron2Config
 
+from .fused_decoder import dropout_multipliers, fused_decoder_loop
+from .fused_decoder import load_library as load_fused_library
 from .layers import (ConvBNBlock, StackedMatmuls, dropout, full, lengths_to_mask, lstm_cell_pointwise,
                      make_linear, symbol_embedding_bound, xavier_uniform_)
 
@@ -260,6 +262,9 @@ class Decoder(nn.Module):
         self.gate_proj = make_linear(out_in, self.r, nonlinearity="sigmoid")
         # Transposed weight stacks for single-utterance synthesis (see StackedMatmuls); not state.
         self._stack_cache: dict = {}
+        # Teacher forcing on a CPU through the compiled step kernels (fused_decoder.py) when they
+        # build; False keeps the autograd path (tests compare the two).
+        self.use_fused_decoder = True
 
     # -- per-pass setup ----------------------------------------------------------------------
 
@@ -382,6 +387,47 @@ class Decoder(nn.Module):
 
     def _forward(self, memory: Tensor, memory_lengths: Tensor | None, targets: Tensor
                  ) -> tuple[Tensor, Tensor, Tensor]:
+        lib = self._fused_library(memory)
+        if lib is not None:
+            return self._forward_fused(lib, memory, memory_lengths, targets)
+        return self._forward_autograd(memory, memory_lengths, targets)
+
+    def _fused_library(self, memory: Tensor):
+        """The compiled step kernels when they apply here (a float32 CPU pass, a library that
+        built, ``use_fused_decoder`` left on), else None."""
+        cfg = self.cfg
+        if not (self.use_fused_decoder and memory.device.type == "cpu" and memory.dtype == torch.float32
+                and cfg.p_attention_dropout < 1.0 and cfg.p_decoder_dropout < 1.0):
+            return None
+        return load_fused_library()
+
+    def _forward_fused(self, lib, memory: Tensor, memory_lengths: Tensor | None, targets: Tensor
+                       ) -> tuple[Tensor, Tensor, Tensor]:
+        cfg, att, dec = self.cfg, self.attention_rnn, self.decoder_rnn
+        p, h, d, e = cfg.prenet_dim, cfg.attention_rnn_dim, cfg.decoder_rnn_dim, self.memory_dim
+        b, n = memory.shape[:2]
+        prenet_out = self.prenet(self.teacher_inputs(targets)).transpose(0, 1)  # (S, B, P)
+        steps = prenet_out.shape[0]
+        att_in = torch.addmm(att.bias_ih + att.bias_hh, prenet_out.reshape(steps * b, p),
+                             att.weight_ih[:, :p].t()).view(steps, b, 4 * h)
+        mask_att, mask_dec = dropout_multipliers(
+            steps, [(b, h, cfg.p_attention_dropout if self.training else 0.0),
+                    (b, d, cfg.p_decoder_dropout if self.training else 0.0)], memory)
+        h_dec, contexts, alignments = fused_decoder_loop(
+            lib, att_in, memory,
+            torch.mm(memory.reshape(b * n, e), self.attention.memory.weight.t()),
+            self.attention.location_kernel(), self.attention.v.weight.reshape(-1),
+            dec.bias_ih + dec.bias_hh,
+            torch.cat((att.weight_hh, self.attention.query.weight, dec.weight_ih[:, :h]), 0),
+            torch.cat((att.weight_ih[:, p:p + e], dec.weight_ih[:, h:h + e]), 0),
+            dec.weight_hh, _invalid_mask(memory_lengths, n), mask_att, mask_dec)
+        out_in = torch.cat((h_dec, contexts), 2).transpose(0, 1)  # (B, S, D + E)
+        mel = self.mel_proj(out_in).reshape(b, steps * self.r, self.n_mels)
+        gate = self.gate_proj(out_in).reshape(b, steps * self.r)
+        return mel, gate, alignments.transpose(0, 1)
+
+    def _forward_autograd(self, memory: Tensor, memory_lengths: Tensor | None, targets: Tensor
+                          ) -> tuple[Tensor, Tensor, Tensor]:
         b, n = memory.shape[:2]
         k = self._constants(memory, memory_lengths, free_running=False)
         prenet_out = self.prenet(self.teacher_inputs(targets)).transpose(0, 1)  # (S, B, P)

@@ -12,6 +12,8 @@ import torch
 from tacowave.hparams import Tacotron2Config, TrainTacotron2Config
 from tacotron2 import Tacotron2Loss, build_tacotron2
 from tacotron2.layers import dropout
+from tacotron2.fused_decoder import dropout_multipliers
+from tacotron2.fused_decoder import load_library as load_fused_library
 from tacotron2.model import frame_dropout, reference_decoder_forward
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -97,12 +99,20 @@ def _assert_same_grads(model, grads_a, grads_b):
             torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-5, msg=name)
 
 
+needs_fused = pytest.mark.skipif(load_fused_library() is None, reason="no C compiler: no fused decoder")
+DECODER_PATHS = [pytest.param(True, id="fused", marks=needs_fused), pytest.param(False, id="autograd")]
+
+
+@pytest.mark.parametrize("fused", DECODER_PATHS)
 @pytest.mark.parametrize("r", [1, 3])
-def test_fast_decoder_equals_reference_loop_with_gradients(r):
-    """The regrouped decoder computes NVIDIA's math: same outputs and gradients, dropout included."""
+def test_fast_decoder_equals_reference_loop_with_gradients(r, fused):
+    """The regrouped decoder computes NVIDIA's math: same outputs and gradients, dropout included,
+    both through the compiled step kernels and through autograd."""
     model = tiny_model(n_frames_per_step=r).train()
+    model.decoder.use_fused_decoder = fused
     text, tl, mels, ml = batch()
     memory = model.encode(text, tl).detach()
+    assert (model.decoder._fused_library(memory) is not None) == fused
     results = []
     for fn in (model.decoder, lambda m, l, t: reference_decoder_forward(model.decoder, m, l, t)):
         model.zero_grad()
@@ -119,6 +129,54 @@ def test_fast_decoder_equals_reference_loop_with_gradients(r):
     torch.testing.assert_close(mem_a, mem_b, rtol=1e-4, atol=1e-5)
     _assert_same_grads(model, grads_a, grads_b)
     assert all(g is not None for g in grads_a)
+
+
+@needs_fused
+def test_fused_decoder_without_grad_matches_autograd_path():
+    """Eval-mode teacher forcing under no_grad (GTA dumps, dev loss) takes the fused path too."""
+    model = tiny_model().eval()
+    text, tl, mels, ml = batch(text_lengths=(9, 3, 6), mel_lengths=(13, 5, 8))
+    with torch.no_grad():
+        memory = model.encode(text, tl)
+        model.decoder.use_fused_decoder = True
+        torch.manual_seed(2)  # the pre-net keeps its dropout in eval mode
+        fused = model.decoder(memory, tl, mels)
+        model.decoder.use_fused_decoder = False
+        torch.manual_seed(2)
+        plain = model.decoder(memory, tl, mels)
+    for a, b in zip(fused, plain):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert float(fused[2][2, :, 6:].abs().max()) == 0.0  # padding symbols get no attention
+
+
+@pytest.mark.parametrize("p_att, p_dec", [(0.1, 0.3), (0.0, 0.2), (0.25, 0.0)])
+def test_dropout_multipliers_equal_per_step_dropout_draws(p_att, p_dec):
+    """All steps' masks from one draw are the masks per-step ``dropout`` calls would make."""
+    steps, b, h, d = 4, 3, 5, 7
+    torch.manual_seed(3)
+    expected_att, expected_dec = [], []
+    for _ in range(steps):
+        expected_att.append(dropout(torch.ones(b, h), p_att))
+        expected_dec.append(dropout(torch.ones(b, d), p_dec))
+    torch.manual_seed(3)
+    att, dec = dropout_multipliers(steps, [(b, h, p_att), (b, d, p_dec)], torch.ones(1))
+    for got, want, p in ((att, expected_att, p_att), (dec, expected_dec, p_dec)):
+        if p == 0.0:
+            assert got is None
+        else:
+            torch.testing.assert_close(got, torch.stack(want), rtol=0, atol=0)
+            assert set(got.unique().tolist()) <= {0.0, float(torch.tensor(1.0 / (1.0 - p)))}
+
+
+def test_fused_decoder_switch_off_by_environment(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TACOWAVE_FUSED_DECODER", "0")
+    load_fused_library.cache_clear()
+    try:
+        assert load_fused_library() is None
+        model = tiny_model().train()
+        assert model.decoder._fused_library(torch.zeros(1, 3, 16)) is None
+    finally:
+        load_fused_library.cache_clear()
 
 
 @pytest.mark.parametrize("r, text_lengths", [(1, (7, 4)), (2, (7, 4)), (2, (7,)), (1, (20, 9)), (2, (20,))])

@@ -16,21 +16,15 @@ of steps for a group of utterances (``_fastwavenet_src.py``), with
 - sampling (Gumbel-max mixture choice, logistic / Gaussian / categorical draw) inside the loop,
   from the same pre-drawn noise as the reference path, so both produce the same waveform.
 
-The C source is compiled on first use with the system C compiler (``$CC``, ``cc``, ``gcc`` or
-``clang``; about a second) into ``$TACOWAVE_CACHE_DIR`` (default ``~/.cache/tacowave``), keyed
-by source, compiler and CPU. Without a working compiler, :func:`load_library` returns None with
+The C source is compiled on first use (about a second; see :mod:`tacowave.native` for the
+compiler and the cache). Without a working compiler, :func:`load_library` returns None with
 one warning and generation falls back to the PyTorch path.
 """
 from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
-import os
-import platform
-import shutil
 import subprocess
-import tempfile
 import warnings
 from typing import Optional, Sequence
 
@@ -38,6 +32,7 @@ import numpy as np
 import torch
 from torch.nn.utils import parametrize
 
+from tacowave import native
 from wavenet_vocoder._fastwavenet_src import SOURCE
 from wavenet_vocoder.mixture import StepNoise, decode_mulaw, noise_dim
 from wavenet_vocoder.model import WaveNet
@@ -68,54 +63,7 @@ class _WNState(ctypes.Structure):
 # --------------------------------------------------------------------------- building the library
 
 
-def _cache_dir() -> str:
-    root = os.environ.get("TACOWAVE_CACHE_DIR")
-    if root:
-        return root
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return os.path.join(base, "tacowave") if os.path.isabs(base) else _temp_cache_dir()
-
-
-def _temp_cache_dir() -> str:
-    return os.path.join(tempfile.gettempdir(), f"tacowave-{getattr(os, 'getuid', lambda: 0)()}")
-
-
-def _cpu_signature() -> str:
-    """What ``-march=native`` depends on, so a shared cache never hands a binary to the wrong CPU."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            lines = [ln for ln in f if ln.startswith(("model name", "flags", "Features", "CPU part"))]
-        return "".join(sorted(set(lines)))
-    except OSError:
-        return platform.machine() + platform.processor()
-
-
-def _find_compiler() -> Optional[str]:
-    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-def _compile(cc: str, path: str) -> None:
-    """Compile SOURCE into the shared library ``path`` (atomically: temp file, then rename)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as tmp:
-        src = os.path.join(tmp, "fastwavenet.c")
-        with open(src, "w", encoding="utf-8") as f:
-            f.write(SOURCE)
-        lib = os.path.join(tmp, "fastwavenet.so")
-        base = [cc, "-O3", "-std=gnu99", "-fPIC", "-shared", "-fno-math-errno", src, "-o", lib, "-lm"]
-        errors = []
-        # -march=native lets the vector type use the widest units of this CPU; some compilers
-        # (or targets) reject it, and the portable build is still several times faster than PyTorch.
-        for extra in (["-march=native"], []):
-            proc = subprocess.run(base[:1] + extra + base[1:], capture_output=True, text=True, timeout=300)
-            if proc.returncode == 0:
-                os.replace(lib, path)
-                return
-            errors.append(proc.stderr.strip()[-2000:])
-        raise RuntimeError("C compilation failed:\n" + "\n---\n".join(errors))
+_find_compiler = native.find_compiler  # module-level so tests can stub it
 
 
 def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
@@ -135,19 +83,7 @@ def load_library() -> Optional[ctypes.CDLL]:
                       "PyTorch path", RuntimeWarning, stacklevel=2)
         return None
     try:
-        version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
-        key = hashlib.sha256("\0".join([SOURCE, cc, version, _cpu_signature()]).encode()).hexdigest()[:16]
-        name = f"fastwavenet-{key}.so"
-        path = os.path.join(_cache_dir(), name)
-        if not os.path.exists(path):
-            try:
-                _compile(cc, path)
-            except OSError:
-                # an unwritable cache (read-only home, no $HOME): build in the temp dir instead
-                path = os.path.join(_temp_cache_dir(), name)
-                if not os.path.exists(path):
-                    _compile(cc, path)
-        return _bind(ctypes.CDLL(path))
+        return _bind(native.build_library(cc, SOURCE, "fastwavenet", ["-fno-math-errno"]))
     except (OSError, RuntimeError, subprocess.SubprocessError) as e:
         warnings.warn(f"could not build the fast WaveNet generator ({e}); generation falls back to the "
                       f"slow PyTorch path", RuntimeWarning, stacklevel=2)
