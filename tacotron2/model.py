@@ -243,6 +243,8 @@ class Decoder(nn.Module):
     once after the loop, and weight gradients come from one GEMM per matrix (see ``layers.py``).
     Free-running over fewer symbols than memory channels, the matrices that multiply the context
     are applied to the memory once per pass and each step mixes the projected rows instead.
+    Teacher forcing on a CPU runs the same stacks through compiled step kernels with a hand-written
+    backward (``fused_decoder.py``; ``use_fused_decoder = False`` or no C compiler: autograd).
     """
 
     def __init__(self, cfg: Tacotron2Config, n_mels: int, memory_dim: int) -> None:

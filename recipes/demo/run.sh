@@ -3,7 +3,7 @@
 # every stage with presets/demo.json (tiny models sized for a CPU) into exp/demo/. The default run
 # fits in about 90 minutes on 2 CPU cores (measured 1 h 25 min: Tacotron-2 60 min, WaveNet
 # 20 min, the rest 5 minutes); a GPU, when present, is used automatically, and the step caps
-# below end the training stages there in about 37 minutes.
+# below end the training stages there in about 50 minutes.
 #   bash recipes/demo/run.sh            the full demo
 #   bash recipes/demo/run.sh --quick    every stage in a few minutes (24 sentences, tiny budgets)
 # Rerunning continues where the last run stopped. `--help` lists stages and options.
@@ -17,7 +17,7 @@ voice=slt              # flite voice (`flite -lv` lists them)
 limit=0                # use only the first N sentences of each list (0: all 606 + 20 held-out)
 quick=false            # smoke run: 24 sentences, ~1 minute per model, into exp/demo_quick/
 tacotron2_max_minutes=60  # Tacotron-2 wall-clock budget in minutes, summed over reruns
-tacotron2_max_steps=8000  # ...or this many steps, whichever comes first (2 CPU cores stop on the minutes first; a GPU takes ~30 min)
+tacotron2_max_steps=12000  # ...or this many steps, whichever comes first (2 CPU cores stop on the minutes first, near 9,700; a GPU takes ~45 min)
 wavenet_max_minutes=20  # WaveNet wall-clock budget in minutes, summed over reruns
 wavenet_max_steps=10000  # ...or this many steps (2 CPU cores reach ~1,000 in 20 min; a GPU ~7 min)
 eval_limit=0           # held-out sentences synthesised in stage 5 (0: all 20)
