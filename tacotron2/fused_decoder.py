@@ -5,8 +5,10 @@ outside arithmetic: ~60 small operators per decoder step, each with its own disp
 and autograd node, forward and backward. Here the matrix products stay in PyTorch (MKL, into
 preallocated buffers) and everything between them runs as three C calls per step forward (the
 attention-LSTM cell, the whole attention including the next step's location windows, the
-decoder-LSTM cell) and five backward, with the backward written out by hand. The weights'
-gradients come from one GEMM each over all steps, as in the autograd path (layers.py).
+decoder-LSTM cell) and four backward (the decoder cell, the attention, the fold of the window
+gradients back onto the previous and cumulative weights, the attention cell), with the backward
+written out by hand. The weights' gradients come from one GEMM each over all steps, as in the
+autograd path (layers.py).
 
 Same math and same random stream as :meth:`Decoder._forward_autograd` and
 :func:`reference_decoder_forward` (the dropout masks of every step are drawn in one call, which
@@ -82,7 +84,8 @@ def _struct(dims: dict, tensors: dict) -> _FD:
     fd = _FD(**dims)
     for name, t in tensors.items():
         if t is not None:
-            assert t.is_contiguous(), name
+            if not t.is_contiguous():  # the C side indexes raw memory: a strided view would be misread
+                raise ValueError(f"fused decoder buffer {name!r} must be contiguous")
             setattr(fd, name, t.data_ptr())
     return fd
 
