@@ -25,8 +25,8 @@ Both paths run the same model, weights and math (NVIDIA/tacotron2's default size
 concatenated inputs, per-step projections, per-step weight-gradient accumulation), "fast" is
 ``Decoder``. Training is timed three ways on a CPU: naive, "autograd" (``Decoder`` with
 ``use_fused_decoder`` off) and "fused" (teacher forcing through the compiled step kernels of
-``tacotron2/fused_decoder.py``, the default wherever they build). A training step is forward + loss + backward + Adam step; inference decodes a
-fixed number of steps (the stop token is disabled) and runs the post-net. Frames/s count mel
+``tacotron2/fused_decoder.py``, the default wherever they build). A training step is forward +
+loss + backward + Adam step; inference decodes a fixed number of steps (the stop token is disabled) and runs the post-net. Frames/s count mel
 frames (batch x frames). On a CPU the last lines bound batch-1 inference by memory bandwidth:
 each decoder step reads nearly all the decoder's weights, so frames/s cannot exceed the
 machine's read rate (measured in the same run) divided by the bytes a step reads. Nothing here

@@ -182,7 +182,7 @@ def fused_decoder_loop(lib: ctypes.CDLL, att_in: Tensor, memory: Tensor, process
                        v: Tensor, dec_bias: Tensor, w1: Tensor, w2: Tensor, w3: Tensor,
                        invalid: Optional[Tensor], mask_att: Optional[Tensor], mask_dec: Optional[Tensor]
                        ) -> tuple[Tensor, Tensor, Tensor]:
-    """See :class:`_FusedDecoderLoop`; makes every operand contiguous float32 first."""
+    """See :class:`_FusedDecoderLoop` (float32 CPU operands); makes every operand contiguous first."""
     c = [t.contiguous() for t in (att_in, memory, processed, kernel, v, dec_bias, w1, w2, w3)]
     inv = None if invalid is None else invalid.to(torch.uint8).contiguous()
     return _FusedDecoderLoop.apply(*c, inv, mask_att, mask_dec, lib)

@@ -29,7 +29,7 @@ from tacowave.hparams import Tacotron2Config
 
 from .fused_decoder import dropout_multipliers, fused_decoder_loop
 from .fused_decoder import load_library as load_fused_library
-from .layers import (ConvBNBlock, StackedMatmuls, dropout, full, lengths_to_mask, lstm_cell_pointwise,
+from .layers import (Block, ConvBNBlock, StackedMatmuls, dropout, full, lengths_to_mask, lstm_cell_pointwise,
                      make_linear, symbol_embedding_bound, xavier_uniform_)
 
 STOP_GATE = "gate"
@@ -270,6 +270,15 @@ class Decoder(nn.Module):
 
     # -- per-pass setup ----------------------------------------------------------------------
 
+    def _stack_blocks(self) -> list[list[Block]]:
+        """The ON_* stacks' parameter blocks, shared by the autograd and the fused paths."""
+        p, h, e = self.cfg.prenet_dim, self.cfg.attention_rnn_dim, self.memory_dim
+        att, dec = self.attention_rnn, self.decoder_rnn
+        return [[full(att.weight_hh), full(self.attention.query.weight), (dec.weight_ih, 0, h)],
+                [(att.weight_ih, p, p + e), (dec.weight_ih, h, h + e)],
+                [full(dec.weight_hh)],
+                [(att.weight_ih, 0, p)]]
+
     def _constants(self, memory: Tensor, memory_lengths: Tensor | None, free_running: bool,
                    window: int = 0) -> _PassConstants:
         """Per-utterance precomputation and the stacked per-step matmuls.
@@ -279,13 +288,9 @@ class Decoder(nn.Module):
         output -> [att W_ih(pre-net part)]. The projections join only when free-running, where
         each step's frame is needed at once.
         """
-        p, h, d = self.cfg.prenet_dim, self.cfg.attention_rnn_dim, self.cfg.decoder_rnn_dim
-        e = self.memory_dim
+        d, e = self.cfg.decoder_rnn_dim, self.memory_dim
         att, dec = self.attention_rnn, self.decoder_rnn
-        stacks = [[full(att.weight_hh), full(self.attention.query.weight), (dec.weight_ih, 0, h)],
-                  [(att.weight_ih, p, p + e), (dec.weight_ih, h, h + e)],
-                  [full(dec.weight_hh)],
-                  [(att.weight_ih, 0, p)]]
+        stacks = self._stack_blocks()
         if free_running:
             stacks[ON_CTX] += [(self.mel_proj.weight, d, d + e), (self.gate_proj.weight, d, d + e)]
             stacks[ON_H_DEC] += [(self.mel_proj.weight, 0, d), (self.gate_proj.weight, 0, d)]
@@ -420,9 +425,8 @@ class Decoder(nn.Module):
             torch.mm(memory.reshape(b * n, e), self.attention.memory.weight.t()),
             self.attention.location_kernel(), self.attention.v.weight.reshape(-1),
             dec.bias_ih + dec.bias_hh,
-            torch.cat((att.weight_hh, self.attention.query.weight, dec.weight_ih[:, :h]), 0),
-            torch.cat((att.weight_ih[:, p:p + e], dec.weight_ih[:, h:h + e]), 0),
-            dec.weight_hh, _invalid_mask(memory_lengths, n), mask_att, mask_dec)
+            *(torch.cat([w[:, a:z] for w, a, z in stack], 0) for stack in self._stack_blocks()[:ON_PRENET]),
+            _invalid_mask(memory_lengths, n), mask_att, mask_dec)
         out_in = torch.cat((h_dec, contexts), 2).transpose(0, 1)  # (B, S, D + E)
         mel = self.mel_proj(out_in).reshape(b, steps * self.r, self.n_mels)
         gate = self.gate_proj(out_in).reshape(b, steps * self.r)
