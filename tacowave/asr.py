@@ -7,9 +7,10 @@ pocketsphinx wheel, so nothing is downloaded. Audio is resampled to the model's 
 WER is word-level Levenshtein distance ``(S + D + I) / N`` after :func:`normalize_text` on both
 sides. Normalisation is deliberately simple: Unicode NFKC, lowercase, every character that is
 not a letter, digit or apostrophe becomes a space, apostrophes at word edges are dropped.
-Numbers are *not* spelled out (the recogniser always outputs words, so "1999" in a reference
-counts as an error): give references with numbers written as words, e.g. the output of the
-English text cleaners.
+:func:`normalize_text` does not spell out numbers; :func:`spoken_reference` does (the
+recogniser only ever outputs words, so a reference "45" must become "forty five" before it is
+compared, or a perfect "forty five" costs two errors). ``evaluate.py`` scores against
+:func:`spoken_reference` of the transcripts.
 """
 from __future__ import annotations
 
@@ -27,6 +28,16 @@ def normalize_text(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).lower().replace("\u2019", "'")
     words = (w.strip("'") for w in _NON_WORD.sub(" ", text).split())
     return " ".join(w for w in words if w)
+
+
+def spoken_reference(text: str) -> str:
+    """The words a reader says for ``text``: numbers, ordinals, years, currency and
+    abbreviations spelled out by the English text cleaners (what the English front-ends
+    speak), then :func:`normalize_text`. "It took us 45 minutes on May 3rd." ->
+    "it took us forty five minutes on may third". Raises ImportError without the ``en`` extra."""
+    from tacowave.text.english import english_cleaners
+
+    return normalize_text(english_cleaners(text))
 
 
 @dataclass(frozen=True)

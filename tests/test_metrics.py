@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tacowave import metrics
-from tacowave.asr import normalize_text, word_error_rate, word_errors
+from tacowave.asr import normalize_text, spoken_reference, word_error_rate, word_errors
 from tacowave.metrics import (
     MetricError,
     SynthesisTimer,
@@ -235,6 +235,19 @@ def test_real_time_factor_and_timer(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_normalize_text() -> None:
     assert normalize_text("  Hello, World!  It\u2019s 'quoted' -- twenty-one. ") == \
         "hello world it's quoted twenty one"
+
+
+def test_spoken_reference_spells_out_what_a_reader_says() -> None:
+    pytest.importorskip("inflect")
+    assert spoken_reference("It took us 45 minutes on October 3rd.") == \
+        "it took us forty five minutes on october third"
+    assert spoken_reference("Dr. Lee paid $3.50 in 1984!") == \
+        "doctor lee paid three dollars fifty cents in nineteen eighty four"
+    # the recogniser's perfect answer costs nothing against the spoken form, two errors against
+    # the raw digits ("45" -> "forty" substituted, "five" inserted)
+    hyp = "it took us forty five minutes"
+    assert word_errors(spoken_reference("It took us 45 minutes."), hyp).errors == 0
+    assert word_errors("It took us 45 minutes.", hyp).errors == 2
 
 
 def test_word_errors_by_hand() -> None:

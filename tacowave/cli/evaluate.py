@@ -18,8 +18,10 @@ mean ± std over utterances (population std, as ESPnet):
               attention focus rate, diagonality (mass within +-10% of T_enc of the
               straight diagonal) and monotonicity of the alignments (T_dec, T_enc).
   WER WERref  pocketsphinx (bundled US-English model, offline) word error rate on the
-              synthesised and on the reference audio; the corpus WER (all errors / all
-              reference words) is printed below the table.
+              synthesised and on the reference audio, against the transcript in its
+              spoken form (numbers, ordinals, years, currency and abbreviations spelled
+              out as the English front-ends speak them: "45" -> "forty five"); the corpus
+              WER (all errors / all reference words) is printed below the table.
 
 Usage:
   evaluate.py [options] <synth_dir> <ref_dir>
@@ -250,7 +252,7 @@ def _body(args: dict[str, Any]) -> int:
 
     from tqdm import tqdm
 
-    from tacowave.asr import Recognizer, word_errors
+    from tacowave.asr import Recognizer, normalize_text, spoken_reference, word_errors
     from tacowave.audio import atomic_write
     from tacowave.metrics import MetricError, attention_metrics, compare_waveforms
 
@@ -283,6 +285,7 @@ def _body(args: dict[str, Any]) -> int:
 
     rows: dict[str, dict[str, Any]] = {}
     errors = {"wer": [0, 0], "wer_ref": [0, 0]}  # [edit errors, reference words]
+    warned_spoken = False
     for name in tqdm(pairs, desc="evaluate", unit="utt", disable=None):
         wav_s, wav_r, rate = _load_pair(synth[name], ref[name], opts)
         try:
@@ -314,9 +317,16 @@ def _body(args: dict[str, Any]) -> int:
             skipped["no_text"].append(name)
         elif recognizer is not None:
             row["text"] = texts[name]
+            try:
+                row["text_spoken"] = spoken_reference(texts[name])
+            except ImportError as e:
+                if not warned_spoken:
+                    sys.stderr.write(f"{PROG}: warning: numbers in transcripts stay digits: {e}\n")
+                    warned_spoken = True
+                row["text_spoken"] = normalize_text(texts[name])
             for key, hyp_key, wav in (("wer", "hypothesis", wav_s), ("wer_ref", "hypothesis_ref", wav_r)):
                 row[hyp_key] = recognizer.transcribe(wav, rate)
-                counts = word_errors(texts[name], row[hyp_key])
+                counts = word_errors(row["text_spoken"], row[hyp_key])
                 if counts.reference_words:
                     row[key] = counts.wer
                     errors[key][0] += counts.errors
