@@ -29,6 +29,7 @@ from tacowave.hparams import Tacotron2Config
 
 from .fused_decoder import dropout_multipliers, fused_decoder_loop
 from .fused_decoder import load_library as load_fused_library
+from .graphed_decoder import GraphedDecoderLoop
 from .layers import (Block, ConvBNBlock, StackedMatmuls, dropout, full, lengths_to_mask, lstm_cell_pointwise,
                      make_linear, symbol_embedding_bound, xavier_uniform_)
 
@@ -267,6 +268,8 @@ class Decoder(nn.Module):
         # Teacher forcing on a CPU through the compiled step kernels (fused_decoder.py) when they
         # build; False keeps the autograd path (tests compare the two).
         self.use_fused_decoder = True
+        # Teacher forcing in training on a GPU as replayed CUDA graphs (graphed_decoder.py).
+        self._graphed = GraphedDecoderLoop(self) if cfg.cuda_graph_decoder else None
 
     # -- per-pass setup ----------------------------------------------------------------------
 
@@ -280,7 +283,7 @@ class Decoder(nn.Module):
                 [(att.weight_ih, 0, p)]]
 
     def _constants(self, memory: Tensor, memory_lengths: Tensor | None, free_running: bool,
-                   window: int = 0) -> _PassConstants:
+                   window: int = 0, invalid: Tensor | None = None) -> _PassConstants:
         """Per-utterance precomputation and the stacked per-step matmuls.
 
         Row blocks: h_att -> [att W_hh | query | dec W_ih(h_att part)], context -> [att W_ih(context
@@ -305,7 +308,8 @@ class Decoder(nn.Module):
             # stack is the largest read of a memory-bound step after the two LSTMs' own.
             projected = mats(ON_CTX, memory.reshape(b * n, e)).view(b, n, -1)
         return _PassConstants(
-            memory, processed, self.attention.location_kernel(), _invalid_mask(memory_lengths, n),
+            memory, processed, self.attention.location_kernel(),
+            _invalid_mask(memory_lengths, n) if invalid is None else invalid,
             att.bias_ih + att.bias_hh, dec.bias_ih + dec.bias_hh, mats, window, projected)
 
     # -- the step ---------------------------------------------------------------------------
@@ -397,6 +401,10 @@ class Decoder(nn.Module):
         lib = self._fused_library(memory)
         if lib is not None:
             return self._forward_fused(lib, memory, memory_lengths, targets)
+        if self._graphed is not None and memory.is_cuda and self.training and torch.is_grad_enabled():
+            out = self._graphed(memory, memory_lengths, targets)
+            if out is not None:
+                return out
         return self._forward_autograd(memory, memory_lengths, targets)
 
     def _fused_library(self, memory: Tensor):
@@ -432,10 +440,12 @@ class Decoder(nn.Module):
         gate = self.gate_proj(out_in).reshape(b, steps * self.r)
         return mel, gate, alignments.transpose(0, 1)
 
-    def _forward_autograd(self, memory: Tensor, memory_lengths: Tensor | None, targets: Tensor
-                          ) -> tuple[Tensor, Tensor, Tensor]:
+    def _forward_autograd(self, memory: Tensor, memory_lengths: Tensor | None, targets: Tensor,
+                          invalid: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """``invalid`` (B, N) True on padding, instead of ``memory_lengths`` (the graphed path's
+        form: deriving it from lengths tests for padding on the host)."""
         b, n = memory.shape[:2]
-        k = self._constants(memory, memory_lengths, free_running=False)
+        k = self._constants(memory, memory_lengths, free_running=False, invalid=invalid)
         prenet_out = self.prenet(self.teacher_inputs(targets)).transpose(0, 1)  # (S, B, P)
         steps = prenet_out.shape[0]
         # The pre-net part of the attention-LSTM input for all steps in one matmul.

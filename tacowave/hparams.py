@@ -120,6 +120,10 @@ class Tacotron2Config:
     # around the previous peak (0 disables).
     inference_attention_window: int = 0
     mask_padding: bool = True
+    # Training on a GPU: replay the teacher-forced decoder loop as CUDA graphs recorded per padded
+    # shape (tacotron2/graphed_decoder.py). Launch-bound small models train several times faster;
+    # each recorded shape keeps its activations in GPU memory. No effect on a CPU.
+    cuda_graph_decoder: bool = False
 
 
 @dataclass
