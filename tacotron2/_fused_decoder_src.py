@@ -11,8 +11,11 @@ SOURCE = r"""/* The pointwise and attention halves of one Tacotron-2 decoder ste
  * and ~9 backward instead of ~60 operators plus their autograd bookkeeping. Layouts are set by
  * fused_decoder.py: per-step arrays are (S, ...) row-major; the products' outputs arrive
  * feature-major, (features, B), because that is the layout in which MKL computes small-batch
- * products fastest. Single-threaded and scalar C that the compiler vectorises (the exp below is
- * a polynomial so that it vectorises at all).
+ * products fastest. Scalar C that the compiler vectorises (the exp below is a polynomial so
+ * that it vectorises at all). Every kernel's utterances are independent, so the batch loop is
+ * split across OpenMP threads when built with -fopenmp: in a process that has loaded PyTorch,
+ * libgomp.so.1 is PyTorch's own, so these regions run on the same pool as its matrix products
+ * (no second set of spinning threads). Per-utterance scratch rows keep the threads apart.
  */
 #include <float.h>
 #include <math.h>
@@ -44,14 +47,27 @@ typedef struct {
     float *dy1, *dy2;                       /* (S, B, F1), (S, B, F2) */
     float *dz;                              /* (S, B * N, A) */
     float *dc_att, *dc_dec, *dw_prev, *gcum;/* (B, H), (B, D), (B, N), (B, N) */
-    float *dmem, *scratch;                  /* (B, N, E), (max(E, N, H, D, A)) */
+    float *dmem, *scratch;                  /* (B, N, E), (B, SCRATCH) with SCRATCH = max(E, N, H, D, A) */
     const float *ones;                      /* (max(H, D)): the multipliers without dropout */
-    float *pad;                             /* (2 (N + K)): zero-padded window sources */
-    double *dv;                             /* (A): summed over S * B * N terms, so in double */
+    float *pad;                             /* (B, 2 (N + K)): zero-padded window sources */
+    double *dv;                             /* (B, A): summed over S * N terms per utterance, so in double */
 } FD;
 
 /* Lets the loader check that its ctypes mirror of FD has the same layout. */
 size_t fd_struct_size(void) { return sizeof(FD); }
+
+/* One utterance's scratch row and zero-padded window row. */
+static inline float *scratch_row(const FD *p, int b) {
+    int n = p->E;
+    if (p->N > n) n = p->N;
+    if (p->H > n) n = p->H;
+    if (p->D > n) n = p->D;
+    if (p->A > n) n = p->A;
+    return p->scratch + (size_t)b * n;
+}
+static inline float *pad_row(const FD *p, int b) { return p->pad + (size_t)b * 2 * (p->N + p->K); }
+
+#define BATCH_LOOP _Pragma("omp parallel for schedule(static) if (B > 1)")
 
 /* exp with a Cephes-style range reduction and degree-6 polynomial: ~1e-7 relative error, and
  * pure arithmetic, so loops over it vectorise. */
@@ -107,6 +123,7 @@ static void lstm_row_bwd(const float *restrict dh, const float *restrict mask, c
 
 void fd_att_cell_fwd(const FD *p, int s) {
     const int B = p->B, H = p->H, F = 4 * H;
+    BATCH_LOOP
     for (int b = 0; b < B; b++) {
         float *g = p->gates + (size_t)b * F;
         const float *in = p->att_in + ((size_t)s * B + b) * F;
@@ -123,8 +140,9 @@ void fd_att_cell_fwd(const FD *p, int s) {
 
 void fd_attention_fwd(const FD *p, int s) {
     const int B = p->B, N = p->N, E = p->E, A = p->A, K = p->K, H = p->H;
-    float *q = p->scratch;
+    BATCH_LOOP
     for (int b = 0; b < B; b++) {
+        float *q = scratch_row(p, b);
         for (int a = 0; a < A; a++) q[a] = p->y1T[(size_t)(4 * H + a) * B + b];
         float *w = p->w + ((size_t)s * B + b) * N;
         const uint8_t *inv = p->invalid ? p->invalid + (size_t)b * N : NULL;
@@ -161,8 +179,8 @@ void fd_attention_fwd(const FD *p, int s) {
             for (int e = 0; e < E; e++) cc[e] += wn * m[e];
         }
         if (s + 1 < p->S) {  /* the next step's location windows, copied from zero-padded rows */
-            float *restrict pw = p->pad, *restrict pc = p->pad + N + K;
-            memset(p->pad, 0, sizeof(float) * 2 * (N + K));
+            float *restrict pw = pad_row(p, b), *restrict pc = pw + N + K;
+            memset(pw, 0, sizeof(float) * 2 * (N + K));
             memcpy(pw + K / 2, w, sizeof(float) * N);
             memcpy(pc + K / 2, cum, sizeof(float) * N);
             float *win = p->win + (((size_t)(s + 1) * B + b) * N) * 2 * K;
@@ -176,6 +194,7 @@ void fd_attention_fwd(const FD *p, int s) {
 
 void fd_dec_cell_fwd(const FD *p, int s) {
     const int B = p->B, H = p->H, D = p->D, A = p->A, F = 4 * D;
+    BATCH_LOOP
     for (int b = 0; b < B; b++) {
         float *g = p->gates + (size_t)b * F;
         for (int f = 0; f < F; f++)
@@ -189,8 +208,9 @@ void fd_dec_cell_fwd(const FD *p, int s) {
 
 void fd_dec_cell_bwd(const FD *p, int s) {
     const int B = p->B, H = p->H, D = p->D, A = p->A, F = 4 * D;
-    float *dh = p->scratch;
+    BATCH_LOOP
     for (int b = 0; b < B; b++) {
+        float *dh = scratch_row(p, b);
         size_t row = (size_t)s * B + b;
         for (int j = 0; j < D; j++)
             dh[j] = p->g_hdec[row * D + j] + (s + 1 < p->S ? p->dhdecT[(size_t)j * B + b] : 0.0f);
@@ -204,8 +224,9 @@ void fd_dec_cell_bwd(const FD *p, int s) {
 
 void fd_attention_bwd(const FD *p, int s) {
     const int B = p->B, N = p->N, E = p->E, A = p->A, H = p->H;
-    float *dctx = p->scratch;
+    BATCH_LOOP
     for (int b = 0; b < B; b++) {
+        float *dctx = scratch_row(p, b);
         size_t row = (size_t)s * B + b;
         for (int e = 0; e < E; e++) dctx[e] = p->g_ctx[row * E + e] + p->dctxT[(size_t)e * B + b];
         const float *w = p->w + row * N;
@@ -224,7 +245,7 @@ void fd_attention_bwd(const FD *p, int s) {
         float *dq = p->dy1 + row * p->F1 + 4 * H;
         memset(dq, 0, sizeof(float) * A);
         const float *restrict v = p->v;
-        double *restrict dv = p->dv;
+        double *restrict dv = p->dv + (size_t)b * A;
         for (int n = 0; n < N; n++) {
             float de = w[n] * (dw[n] - wdw);
             const float *restrict h = p->hid + (row * N + n) * A;
@@ -246,10 +267,11 @@ void fd_attention_bwd(const FD *p, int s) {
 void fd_fold_bwd(const FD *p, int s) {
     (void)s;
     const int B = p->B, N = p->N, K = p->K;
+    BATCH_LOOP
     for (int b = 0; b < B; b++) {
         /* accumulate into zero-padded rows (no bounds test in the inner loop), keep the middle */
-        float *restrict pw = p->pad, *restrict pc = p->pad + N + K;
-        memset(p->pad, 0, sizeof(float) * 2 * (N + K));
+        float *restrict pw = pad_row(p, b), *restrict pc = pw + N + K;
+        memset(pw, 0, sizeof(float) * 2 * (N + K));
         for (int n = 0; n < N; n++) {
             const float *restrict row = p->dwin + ((size_t)b * N + n) * 2 * K;
             float *restrict tw = pw + n, *restrict tc = pc + n;
@@ -262,8 +284,9 @@ void fd_fold_bwd(const FD *p, int s) {
 
 void fd_att_cell_bwd(const FD *p, int s) {
     const int B = p->B, H = p->H, F = 4 * H;
-    float *dh = p->scratch;
+    BATCH_LOOP
     for (int b = 0; b < B; b++) {
+        float *dh = scratch_row(p, b);
         size_t row = (size_t)s * B + b;
         for (int j = 0; j < H; j++) dh[j] = p->dhattT[(size_t)j * B + b];
         float *dg = p->dg_att + row * F;

@@ -17,7 +17,10 @@ outputs and every gradient against the reference loop. The transcendental functi
 polynomial approximations (~1e-7 relative), so results agree to float rounding, not bit for bit.
 
 The C source (``_fused_decoder_src.py``) is compiled on first use (tacowave/native.py); without a
-C compiler :func:`load_library` returns None and the decoder keeps its autograd path.
+C compiler :func:`load_library` returns None and the decoder keeps its autograd path. The
+kernels' batch loops run on PyTorch's OpenMP threads where they can join them
+(:func:`_joins_torch_openmp`), else single-threaded: on 2 cores a demo training step took
+1.03-1.12x as long single-threaded (three runs, builds alternated batch by batch).
 """
 from __future__ import annotations
 
@@ -51,6 +54,23 @@ class _FD(ctypes.Structure):
 ENV_SWITCH = "TACOWAVE_FUSED_DECODER"
 
 
+def _joins_torch_openmp() -> bool:
+    """Whether a ``-fopenmp`` build would run its batch loops on PyTorch's own OpenMP threads.
+
+    It does when PyTorch's parallel backend is OpenMP and the process already holds a
+    libgomp.so.1 (the pip wheels bundle theirs under that soname): the loader then resolves our
+    library's libgomp.so.1 to that same copy. Anything else (Intel's libiomp5, LLVM's libomp, no
+    OpenMP) would start a second pool whose spinning threads fight PyTorch's for the cores, so
+    the kernels stay single-threaded there."""
+    if "OpenMP" not in torch.__config__.parallel_info():
+        return False
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+            return any("libgomp" in line for line in f)
+    except OSError:
+        return False
+
+
 @functools.lru_cache(maxsize=None)
 def load_library() -> Optional[ctypes.CDLL]:
     """The compiled step kernels (built and cached on first call), or None with one warning.
@@ -63,7 +83,14 @@ def load_library() -> Optional[ctypes.CDLL]:
                       "PyTorch path", RuntimeWarning, stacklevel=2)
         return None
     try:
-        lib = native.build_library(cc, SOURCE, "fuseddecoder", ["-ffast-math"])
+        lib = None
+        if _joins_torch_openmp():
+            try:
+                lib = native.build_library(cc, SOURCE, "fuseddecoder", ["-ffast-math", "-fopenmp"])
+            except (OSError, RuntimeError, subprocess.SubprocessError):
+                pass  # a compiler without OpenMP: the same kernels, single-threaded
+        if lib is None:
+            lib = native.build_library(cc, SOURCE, "fuseddecoder", ["-ffast-math"])
     except (OSError, RuntimeError, subprocess.SubprocessError) as e:
         warnings.warn(f"could not build the fused Tacotron-2 decoder ({e}); it trains on its slower "
                       f"PyTorch path", RuntimeWarning, stacklevel=2)
@@ -114,8 +141,8 @@ class _FusedDecoderLoop(torch.autograd.Function):
                     dec_act=new(S, B, 4 * D), dec_c=zeros(S + 1, B, D), h_dec=h_dec,
                     win=zeros(S, B * N, 2 * K), hid=new(S, B * N, A), w=w, wcum=zeros(B, N), ctx=contexts,
                     y1T=new(F1, B), y2T=new(F2, B), y3T=new(4 * D, B), keys=new(B * N, A),
-                    gates=new(B, 4 * max(H, D)), scratch=new(max(E, N, H, D, A)),
-                    ones=att_in.new_ones(max(H, D)), pad=new(2 * (N + K)))
+                    gates=new(B, 4 * max(H, D)), scratch=new(B, max(E, N, H, D, A)),
+                    ones=att_in.new_ones(max(H, D)), pad=new(B, 2 * (N + K)))
         fd = _struct(dims, bufs)
         ref = ctypes.byref(fd)
         y1T, y2T, y3T, keys = bufs["y1T"], bufs["y2T"], bufs["y3T"], bufs["keys"]
@@ -147,14 +174,14 @@ class _FusedDecoderLoop(torch.autograd.Function):
         dy1, dy2, dz = zeros(S, B, F1), zeros(S, B, F2), new(S, B * N, A)
         dhdecT, dctxT, dhattT, dwin = new(D, B), new(E, B), new(H, B), new(B * N, 2 * K)
         dmem = zeros(B, N, E)
-        dv = torch.zeros(A, dtype=torch.float64)
+        dv = torch.zeros(B, A, dtype=torch.float64)  # one row per utterance: threads never share one
         bufs = dict(saved, memory=memory, v=v, h_dec=h_dec, ctx=contexts, w=w,
                     g_hdec=g_hdec.contiguous(), g_ctx=g_ctx.contiguous(), g_w=g_w.contiguous(),
                     dhdecT=dhdecT, dctxT=dctxT, dhattT=dhattT, dwin=dwin, dg_att=dg_att, dg_dec=dg_dec,
                     dy1=dy1, dy2=dy2, dz=dz, dc_att=zeros(B, H), dc_dec=zeros(B, D),
                     dw_prev=zeros(B, N), gcum=zeros(B, N), dmem=dmem, dv=dv,
-                    scratch=new(max(E, N, H, D, A)), ones=h_dec.new_ones(max(H, D)),
-                    pad=new(2 * (N + K)))
+                    scratch=new(B, max(E, N, H, D, A)), ones=h_dec.new_ones(max(H, D)),
+                    pad=new(B, 2 * (N + K)))
         fd = _struct(dims, bufs)
         ref = ctypes.byref(fd)
         for s in range(S - 1, -1, -1):
@@ -174,7 +201,7 @@ class _FusedDecoderLoop(torch.autograd.Function):
         g_w2 = dy2.view(S * B, F2).t().mm(contexts.view(S * B, E))
         g_w3 = dg_dec[1:].reshape(-1, 4 * D).t().mm(h_dec[:-1].reshape(-1, D))
         g_kernel = saved["win"].view(-1, 2 * K).t().mm(dz.view(-1, A))
-        return (dg_att, dmem, dz.sum(0), g_kernel, dv.to(v.dtype), dg_dec.sum((0, 1)), g_w1, g_w2, g_w3,
+        return (dg_att, dmem, dz.sum(0), g_kernel, dv.sum(0).to(v.dtype), dg_dec.sum((0, 1)), g_w1, g_w2, g_w3,
                 None, None, None, None)
 
 

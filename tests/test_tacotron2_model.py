@@ -149,6 +149,38 @@ def test_fused_decoder_without_grad_matches_autograd_path():
     assert float(fused[2][2, :, 6:].abs().max()) == 0.0  # padding symbols get no attention
 
 
+@needs_fused
+def test_fused_decoder_batch_split_across_threads_changes_nothing():
+    """The kernels split the batch over PyTorch's OpenMP threads (when the build can join them):
+    five utterances over two threads give what one thread gives, outputs and gradients."""
+    from tacotron2.fused_decoder import _joins_torch_openmp
+
+    lib = load_fused_library()
+    # an OpenMP build binds GOMP_parallel through its libgomp dependency; a plain build has none
+    assert hasattr(lib, "GOMP_parallel") == _joins_torch_openmp()
+    model = tiny_model().train()
+    text, tl, mels, ml = batch(text_lengths=(9, 3, 6, 9, 5), mel_lengths=(13, 5, 8, 11, 13))
+    memory = model.encode(text, tl).detach()
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            model.zero_grad()
+            mem = memory.clone().requires_grad_()
+            torch.manual_seed(4)
+            outputs = model.decoder(mem, tl, mels)
+            sum((o * (i + 1)).sum() for i, o in enumerate(outputs)).backward()
+            results.append((outputs, [p.grad.clone() for p in model.decoder.parameters()], mem.grad))
+    finally:
+        torch.set_num_threads(threads)
+    (out_a, grads_a, mem_a), (out_b, grads_b, mem_b) = results
+    for a, b in zip(out_a, out_b):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(mem_a, mem_b, rtol=1e-6, atol=1e-7)
+    _assert_same_grads(model, grads_a, grads_b)
+
+
 def test_graphed_decoder_padding_to_shape_buckets_changes_nothing(monkeypatch: pytest.MonkeyPatch):
     """The CUDA-graph path pads symbols and decoder steps up to shape buckets. With recording
     replaced by the plain module (this runs on a CPU), its outputs and every gradient equal the
