@@ -14,7 +14,9 @@ reads them, so their gradient is zero. The padded steps draw dropout masks too, 
 stream differs from the eager path's; the math does not.
 
 Each bucket's graph keeps its own activations on the GPU, so the number of kept graphs is
-capped (least recently used dropped first). Recording fails on some setups (an old driver,
+capped (least recently used dropped first). Those activations and the outputs live in the
+graph's static buffers: like the trainer, a caller must run the backward of one graphed forward
+before the next forward of the same shape bucket, which would replay over them. Recording fails on some setups (an old driver,
 a debugger); then the decoder warns once and stays eager.
 """
 from __future__ import annotations
