@@ -99,6 +99,33 @@ def _assert_same_grads(model, grads_a, grads_b):
             torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-5, msg=name)
 
 
+def _weighted_sum(outputs):
+    """A loss that gives every output element its own gradient (fixed random weights)."""
+    return sum((o * torch.randn(o.shape, generator=torch.Generator().manual_seed(i)).to(o.device)).sum()
+               for i, o in enumerate(outputs))
+
+
+def _index_weighted_sum(outputs):
+    return sum((o * (i + 1)).sum() for i, o in enumerate(outputs))
+
+
+def _run_backward(model, fn, memory, loss_of):
+    """Outputs of ``fn(memory copy)``, the decoder's parameter gradients and d(memory)."""
+    model.zero_grad()
+    mem = memory.clone().requires_grad_()
+    outputs = fn(mem)
+    loss_of(outputs).backward()
+    return outputs, [None if p.grad is None else p.grad.clone() for p in model.decoder.parameters()], mem.grad
+
+
+def _assert_same_runs(model, run_a, run_b, rtol, atol, mem_rtol, mem_atol):
+    (out_a, grads_a, mem_a), (out_b, grads_b, mem_b) = run_a, run_b
+    for a, b in zip(out_a, out_b):
+        torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+    torch.testing.assert_close(mem_a, mem_b, rtol=mem_rtol, atol=mem_atol)
+    _assert_same_grads(model, grads_a, grads_b)
+
+
 needs_fused = pytest.mark.skipif(load_fused_library() is None, reason="no C compiler: no fused decoder")
 DECODER_PATHS = [pytest.param(True, id="fused", marks=needs_fused), pytest.param(False, id="autograd")]
 
@@ -166,19 +193,11 @@ def test_fused_decoder_batch_split_across_threads_changes_nothing():
     try:
         for n in (1, 2):
             torch.set_num_threads(n)
-            model.zero_grad()
-            mem = memory.clone().requires_grad_()
             torch.manual_seed(4)
-            outputs = model.decoder(mem, tl, mels)
-            sum((o * (i + 1)).sum() for i, o in enumerate(outputs)).backward()
-            results.append((outputs, [p.grad.clone() for p in model.decoder.parameters()], mem.grad))
+            results.append(_run_backward(model, lambda m: model.decoder(m, tl, mels), memory, _index_weighted_sum))
     finally:
         torch.set_num_threads(threads)
-    (out_a, grads_a, mem_a), (out_b, grads_b, mem_b) = results
-    for a, b in zip(out_a, out_b):
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
-    torch.testing.assert_close(mem_a, mem_b, rtol=1e-6, atol=1e-7)
-    _assert_same_grads(model, grads_a, grads_b)
+    _assert_same_runs(model, *results, rtol=1e-6, atol=1e-7, mem_rtol=1e-6, mem_atol=1e-7)
 
 
 def test_graphed_decoder_padding_to_shape_buckets_changes_nothing(monkeypatch: pytest.MonkeyPatch):
@@ -196,20 +215,10 @@ def test_graphed_decoder_padding_to_shape_buckets_changes_nothing(monkeypatch: p
     loop = model.decoder._graphed
     text, tl, mels, ml = batch(text_lengths=(9, 3, 6), mel_lengths=(13, 5, 8))
     memory = model.encode(text, tl).detach()
-    results = []
-    for fn in (lambda m: loop(m, tl, mels), lambda m: model.decoder._forward_autograd(m, tl, mels)):
-        model.zero_grad()
-        mem = memory.clone().requires_grad_()
-        outputs = fn(mem)
-        weights = [torch.randn(o.shape, generator=torch.Generator().manual_seed(i)) for i, o in enumerate(outputs)]
-        sum((o * w).sum() for o, w in zip(outputs, weights)).backward()
-        results.append((outputs, [p.grad.clone() for p in model.decoder.parameters()], mem.grad))
-    (out_a, grads_a, mem_a), (out_b, grads_b, mem_b) = results
-    assert [o.shape for o in out_a] == [o.shape for o in out_b]
-    for a, b in zip(out_a, out_b):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(mem_a, mem_b, rtol=1e-5, atol=1e-6)
-    _assert_same_grads(model, grads_a, grads_b)
+    results = [_run_backward(model, fn, memory, _weighted_sum)
+               for fn in (lambda m: loop(m, tl, mels), lambda m: model.decoder._forward_autograd(m, tl, mels))]
+    assert [o.shape for o in results[0][0]] == [o.shape for o in results[1][0]]
+    _assert_same_runs(model, *results, rtol=1e-5, atol=1e-6, mem_rtol=1e-5, mem_atol=1e-6)
     # recorded once, at the padded shapes: 9 symbols -> BUCKET, 7 steps of 2 frames -> BUCKET steps
     assert recorded == [[(3, BUCKET, memory.shape[2]), (3, BUCKET), (3, 2 * BUCKET, N_MELS)]]
     loop(memory.clone().requires_grad_(), tl[[1, 0, 2]], mels)
@@ -225,20 +234,11 @@ def test_graphed_decoder_on_gpu_equals_eager_loop():
                        p_decoder_dropout=0.0, cuda_graph_decoder=True).to(dev).train()
     text, tl, mels, ml = (t.to(dev) for t in batch(text_lengths=(9, 3, 6), mel_lengths=(13, 5, 8)))
     memory = model.encode(text, tl).detach()
-    results = []
-    for graphed in (True, False):
-        model.zero_grad()
-        mem = memory.clone().requires_grad_()
-        outputs = model.decoder._forward(mem, tl, mels) if graphed else \
-            model.decoder._forward_autograd(mem, tl, mels)
-        sum((o * (i + 1)).sum() for i, o in enumerate(outputs)).backward()
-        results.append((outputs, [p.grad.clone() for p in model.decoder.parameters()], mem.grad))
+    results = [_run_backward(model, fn, memory, _index_weighted_sum)
+               for fn in (lambda m: model.decoder._forward(m, tl, mels),
+                          lambda m: model.decoder._forward_autograd(m, tl, mels))]
     assert len(model.decoder._graphed.graphs) == 1 and not model.decoder._graphed.failed
-    (out_a, grads_a, mem_a), (out_b, grads_b, mem_b) = results
-    for a, b in zip(out_a, out_b):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(mem_a, mem_b, rtol=1e-4, atol=1e-5)
-    _assert_same_grads(model, grads_a, grads_b)
+    _assert_same_runs(model, *results, rtol=1e-5, atol=1e-6, mem_rtol=1e-4, mem_atol=1e-5)
 
 
 def test_graphed_decoder_falls_back_to_eager_when_recording_fails(monkeypatch: pytest.MonkeyPatch):
