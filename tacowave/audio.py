@@ -269,6 +269,13 @@ def melspectrogram(wav: np.ndarray, cfg: AudioConfig) -> np.ndarray:
     return normalize_mel(linear_to_mel(np.abs(stft(wav, cfg)), cfg), cfg)
 
 
+def silence_mel(frames: int, cfg: AudioConfig) -> np.ndarray:
+    """``(frames, num_mels)``: the feature of digital silence (what :func:`melspectrogram` gives
+    a run of zeros: the floor of the feature scale), for pauses added around model output."""
+    floor = melspectrogram(np.zeros(cfg.hop_size, dtype=np.float32), cfg)[:1]
+    return np.repeat(floor, max(0, int(frames)), axis=0)
+
+
 # --------------------------------------------------------------------------- inversion
 
 

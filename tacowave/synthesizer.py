@@ -103,7 +103,8 @@ class TextResult:
     """One input text through Tacotron-2: the mel fed to the vocoder and per-sentence details."""
 
     text: str
-    mel: np.ndarray                 # (frames, num_mels), sentences concatenated
+    mel: np.ndarray                 # (frames, num_mels): edge silence, the sentences with pauses
+                                    # between them, edge silence
     alignments: list[np.ndarray]    # (decoder steps, input symbols), one per sentence
     stop_reasons: list[str]         # "gate" or "max_decoder_steps", one per sentence
 
@@ -113,9 +114,20 @@ class Synthesizer:
 
     def __init__(self, tacotron2: str | None = None, wavenet: str | None = None,
                  device: str = "auto", use_ema: bool = True, seed: int | None = 1234,
-                 griffin_lim_iters: int | None = None, griffin_lim_power: float | None = None) -> None:
+                 griffin_lim_iters: int | None = None, griffin_lim_power: float | None = None,
+                 edge_silence_s: float = 0.15, sentence_pause_s: float = 0.3) -> None:
+        """``edge_silence_s`` / ``sentence_pause_s``: seconds of silence put before and after
+        each text's speech and between its sentences. Training audio is trimmed, so the model
+        starts speaking at its first frame and stops at its last; a reader pauses, a player
+        may clip the first milliseconds, and a speech recogniser given no lead-in drops the
+        first word (tacowave.asr). 0 gives the model's output alone."""
         if tacotron2 is None and wavenet is None:
             raise SynthesisError("give a Tacotron-2 checkpoint, a WaveNet checkpoint, or both")
+        for name, value in (("edge_silence_s", edge_silence_s), ("sentence_pause_s", sentence_pause_s)):
+            if not (np.isfinite(value) and value >= 0):
+                raise SynthesisError(f"{name} must be a finite number of seconds >= 0, got {value}")
+        self.edge_silence_s = float(edge_silence_s)
+        self.sentence_pause_s = float(sentence_pause_s)
         self.device = select_device(device)
         self.seed = seed
         # None: the checkpoint's own audio section decides (a run keeps the preset it trained with).
@@ -195,13 +207,20 @@ class Synthesizer:
         outs = model.inference_batch(padded.to(self.device), lengths.to(self.device),
                                      None if speakers is None else speakers.to(self.device),
                                      max_decoder_steps=max_decoder_steps)
+        cfg = self.audio_config
+        seconds_per_frame = cfg.hop_size / cfg.sample_rate
+        edge = audio.silence_mel(round(self.edge_silence_s / seconds_per_frame), cfg)
+        pause = audio.silence_mel(round(self.sentence_pause_s / seconds_per_frame), cfg)
         results, k = [], 0
         for text, group in zip(texts, sentences):
             parts = outs[k:k + len(group)]
             k += len(group)
+            pieces = [edge]
+            for i, p in enumerate(parts):
+                pieces += ([pause] if i else []) + [p.mel.float().cpu().numpy()]
             results.append(TextResult(
                 text=text,
-                mel=np.concatenate([p.mel.float().cpu().numpy() for p in parts], axis=0),
+                mel=np.concatenate(pieces + [edge], axis=0),
                 alignments=[p.alignment.float().cpu().numpy() for p in parts],
                 stop_reasons=[p.stop_reason for p in parts]))
         return results

@@ -102,3 +102,5 @@ def test_gl_power_overrides_the_checkpoint_audio_section(monkeypatch, tmp_path, 
     assert not np.allclose(wav_kept, wav_changed)
     assert synthesis.main(["--tacotron2=t2.pth", "--text=hi", "--gl-power=0", str(tmp_path / "out")]) == 1
     assert "--gl-power must be >= 0.1" in capsys.readouterr().err
+    assert synthesis.main(["--tacotron2=t2.pth", "--text=hi", "--edge-silence=-0.5", str(tmp_path / "out")]) == 1
+    assert "--edge-silence must be >= 0.0" in capsys.readouterr().err

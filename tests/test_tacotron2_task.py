@@ -157,13 +157,41 @@ def test_checkpoint_speaks_through_the_synthesizer(trained):
     from tacowave.synthesizer import Synthesizer
 
     tts = Synthesizer(tacotron2=os.path.join(trained, "checkpoint_latest.pth"), device="cpu",
-                      griffin_lim_iters=4)
+                      griffin_lim_iters=4, edge_silence_s=0.0)
     [result] = tts.text_to_mel(["The paper is thick."], speaker="slt", max_decoder_steps=12)
     frames = result.mel.shape[0]
     assert 0 < frames <= 12 * 3 and result.mel.shape[1] == 80 and np.isfinite(result.mel).all()
     assert result.stop_reasons[0] in ("gate", "max_decoder_steps")
     [wav] = tts.vocode([result.mel], griffin_lim=True)
     assert wav.shape == (frames * 200,) and np.isfinite(wav).all()
+
+
+def test_synthesizer_frames_speech_with_edge_silence_and_sentence_pauses(trained):
+    """The default output starts and ends with 0.15 s of silence frames and puts 0.3 s between
+    the sentences of a long text; the model's own frames are untouched in between."""
+    from tacowave import audio
+    from tacowave.synthesizer import SynthesisError, Synthesizer
+
+    ckpt = os.path.join(trained, "checkpoint_latest.pth")
+    bare = Synthesizer(tacotron2=ckpt, device="cpu", edge_silence_s=0, sentence_pause_s=0)
+    framed = Synthesizer(tacotron2=ckpt, device="cpu")
+    cfg = framed.audio_config
+    edge, pause = round(0.15 * 16000 / 200), round(0.3 * 16000 / 200)   # 12 and 24 frames
+    silence = audio.melspectrogram(np.zeros(4000, dtype=np.float32), cfg)[0]
+    assert np.all(silence == 0.0)  # db_scaled: digital silence is the floor of the scale
+    text = "The paper is thick. " + "A long sentence keeps the decoder busy for a while, " * 4 + "the end."
+    assert len(text) > 200
+    [plain], [padded] = bare.text_to_mel([text], "slt", 10), framed.text_to_mel([text], "slt", 10)
+    first = plain.alignments[0].shape[0] * 3
+    assert len(plain.alignments) == 2 and plain.mel.shape[0] == 3 * sum(a.shape[0] for a in plain.alignments)
+    assert padded.mel.shape[0] == plain.mel.shape[0] + 2 * edge + pause
+    assert np.array_equal(padded.mel[:edge], np.tile(silence, (edge, 1)))
+    assert np.array_equal(padded.mel[-edge:], np.tile(silence, (edge, 1)))
+    assert np.array_equal(padded.mel[edge + first:edge + first + pause], np.tile(silence, (pause, 1)))
+    assert np.array_equal(padded.mel[edge:edge + first], plain.mel[:first])
+    assert np.array_equal(padded.mel[edge + first + pause:-edge], plain.mel[first:])
+    with pytest.raises(SynthesisError, match="sentence_pause_s"):
+        Synthesizer(tacotron2=ckpt, device="cpu", sentence_pause_s=-0.1)
 
 
 def test_gta_dump_through_synthesis_cli(trained, data_dir, tmp_path, capsys):

@@ -33,6 +33,9 @@ Options:
   --gl-iters=N             Griffin-Lim iterations (default: the preset's).
   --gl-power=P             Power the magnitudes are raised to before Griffin-Lim (default: the
                            checkpoint's audio section; lower is gentler sharpening).
+  --edge-silence=S         Seconds of silence before and after each text's speech [default: 0.15].
+  --sentence-pause=S       Seconds of silence between the sentences of a long text (texts over
+                           200 characters are decoded sentence by sentence) [default: 0.3].
   --gta                    Dump ground-truth-aligned mels for a data dir (needs --data-root).
   --data-root=DIR          Data dir written by preprocess.py (for --gta).
   --lists=NAMES            Comma-separated lists of the data dir for --gta [default: train,dev,eval].
@@ -74,7 +77,9 @@ def _run(args: dict[str, Any]) -> int:
                           wavenet=None if args["--griffin-lim"] else wavenet,
                           device=args["--device"], use_ema=not args["--no-ema"], seed=seed,
                           griffin_lim_iters=int_option(args, "--gl-iters", 1),
-                          griffin_lim_power=float_option(args, "--gl-power", 0.1))
+                          griffin_lim_power=float_option(args, "--gl-power", 0.1),
+                          edge_silence_s=float_option(args, "--edge-silence", 0.0),
+                          sentence_pause_s=float_option(args, "--sentence-pause", 0.0))
         if args["<wavenet_checkpoint>"]:
             return _vocode_mels(tts, args)
         return _speak_texts(tts, args, int_option(args, "--batch-size", 1),
