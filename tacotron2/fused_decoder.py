@@ -117,6 +117,14 @@ def _struct(dims: dict, tensors: dict) -> _FD:
     return fd
 
 
+def _work_rows(like: torch.Tensor, B: int, N: int, E: int, H: int, D: int, A: int, K: int) -> dict:
+    """The kernels' work space, the same for both passes: one scratch row and one zero-padded
+    window row per utterance (so the batch loop's threads never share one; the C side indexes
+    them with the same strides) and the all-ones dropout multipliers."""
+    return dict(scratch=like.new_empty(B, max(E, N, H, D, A)), pad=like.new_empty(B, 2 * (N + K)),
+                ones=like.new_ones(max(H, D)))
+
+
 class _FusedDecoderLoop(torch.autograd.Function):
     """Inputs: att_in (S, B, 4H) [pre-net part of the attention-LSTM pre-activation, biases in],
     memory (B, N, E), processed (B * N, A), kernel (2K, A), v (A,), dec_bias (4D,), w1 (4H + A + 4D, H)
@@ -141,8 +149,7 @@ class _FusedDecoderLoop(torch.autograd.Function):
                     dec_act=new(S, B, 4 * D), dec_c=zeros(S + 1, B, D), h_dec=h_dec,
                     win=zeros(S, B * N, 2 * K), hid=new(S, B * N, A), w=w, wcum=zeros(B, N), ctx=contexts,
                     y1T=new(F1, B), y2T=new(F2, B), y3T=new(4 * D, B), keys=new(B * N, A),
-                    gates=new(B, 4 * max(H, D)), scratch=new(B, max(E, N, H, D, A)),
-                    ones=att_in.new_ones(max(H, D)), pad=new(B, 2 * (N + K)))
+                    gates=new(B, 4 * max(H, D)), **_work_rows(att_in, B, N, E, H, D, A, K))
         fd = _struct(dims, bufs)
         ref = ctypes.byref(fd)
         y1T, y2T, y3T, keys = bufs["y1T"], bufs["y2T"], bufs["y3T"], bufs["keys"]
@@ -180,8 +187,7 @@ class _FusedDecoderLoop(torch.autograd.Function):
                     dhdecT=dhdecT, dctxT=dctxT, dhattT=dhattT, dwin=dwin, dg_att=dg_att, dg_dec=dg_dec,
                     dy1=dy1, dy2=dy2, dz=dz, dc_att=zeros(B, H), dc_dec=zeros(B, D),
                     dw_prev=zeros(B, N), gcum=zeros(B, N), dmem=dmem, dv=dv,
-                    scratch=new(B, max(E, N, H, D, A)), ones=h_dec.new_ones(max(H, D)),
-                    pad=new(B, 2 * (N + K)))
+                    **_work_rows(h_dec, B, N, E, H, D, A, K))
         fd = _struct(dims, bufs)
         ref = ctypes.byref(fd)
         for s in range(S - 1, -1, -1):

@@ -13,11 +13,11 @@ decoder steps come after every real one (the loop is causal) and are cut off bef
 reads them, so their gradient is zero. The padded steps draw dropout masks too, so the random
 stream differs from the eager path's; the math does not.
 
-Each bucket's graph keeps its own activations on the GPU, so the number of kept graphs is
-capped (least recently used dropped first). Those activations and the outputs live in the
-graph's static buffers: like the trainer, a caller must run the backward of one graphed forward
-before the next forward of the same shape bucket, which would replay over them. Recording fails on some setups (an old driver,
-a debugger); then the decoder warns once and stays eager.
+Each bucket's graph keeps its own activations on the GPU, so the number of kept graphs is capped
+(least recently used dropped first). Those activations and the outputs live in the graph's
+static buffers: like the trainer, a caller must run the backward of one graphed forward before
+the next forward of the same shape bucket, which would replay over them. Recording fails on some
+setups (an old driver, a debugger); then the decoder warns once and stays eager.
 """
 from __future__ import annotations
 
