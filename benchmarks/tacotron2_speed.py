@@ -23,10 +23,14 @@ than 1 (and ``OMP_WAIT_POLICY=PASSIVE`` helps); measure both when the machine is
 Both paths run the same model, weights and math (NVIDIA/tacotron2's default sizes, r = 1):
 "naive" is ``reference_decoder_forward`` (NVIDIA's code structure: nn.LSTMCell calls on
 concatenated inputs, per-step projections, per-step weight-gradient accumulation), "fast" is
-``Decoder``. Training is timed three ways on a CPU: naive, "autograd" (``Decoder`` with
-``use_fused_decoder`` off) and "fused" (teacher forcing through the compiled step kernels of
-``tacotron2/fused_decoder.py``, the default wherever they build). A training step is forward +
-loss + backward + Adam step; inference decodes a fixed number of steps (the stop token is disabled) and runs the post-net. Frames/s count mel
+``Decoder``. Training is timed three ways: naive, "autograd" (``Decoder`` with
+``use_fused_decoder`` off) and, on a CPU, "fused" (teacher forcing through the compiled step
+kernels of ``tacotron2/fused_decoder.py``, the default wherever they build) or, on a GPU,
+"graphed" (the loop replayed as CUDA graphs, ``tacotron2.cuda_graph_decoder``). A training step
+is forward + loss + backward + Adam step; inference decodes a fixed number of steps (the stop
+token is disabled) and runs the post-net. Batch-1 inference on a CPU is timed three ways too:
+naive, "pytorch step" (``Decoder._step``) and fast (the compiled synthesis step of
+``tacotron2/fast_inference.py``, the default wherever it builds). Frames/s count mel
 frames (batch x frames). On a CPU the last lines bound batch-1 inference by memory bandwidth:
 each decoder step reads nearly all the decoder's weights, so frames/s cannot exceed the
 machine's read rate (measured in the same run) divided by the bytes a step reads. Nothing here
@@ -46,7 +50,9 @@ from docopt import docopt
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tacowave.hparams import Tacotron2Config, TrainTacotron2Config, load_hparams  # noqa: E402
+from tacotron2 import fast_inference  # noqa: E402
 from tacotron2.fused_decoder import load_library as load_fused_library  # noqa: E402
+from tacotron2.graphed_decoder import GraphedDecoderLoop  # noqa: E402
 from tacotron2.loss import Tacotron2Loss  # noqa: E402
 from tacotron2.model import ON_CTX, Tacotron2, build_tacotron2, reference_decoder_forward  # noqa: E402
 from machine_info import cpu_model  # noqa: E402
@@ -77,7 +83,10 @@ def _interleaved(fns, repeats: int, device: torch.device) -> list[float]:
 def training_step(model: Tacotron2, path: str, batch: int, n_symbols: int, n_frames: int,
                   loss_cfg: TrainTacotron2Config | None = None):
     """A callable doing one training step: forward + loss + backward + Adam update. ``path``:
-    "naive" (the reference loop), "autograd" (Decoder without the compiled kernels) or "fused"."""
+    "naive" (the reference loop), "autograd" (Decoder without the compiled kernels), "fused" (CPU)
+    or "graphed" (CUDA: the teacher-forced loop replayed as CUDA graphs, recorded in the first
+    call, which the timing leaves out)."""
+    graphed = GraphedDecoderLoop(model.decoder) if path == "graphed" else None
     gen = torch.Generator().manual_seed(0)
     device = next(model.parameters()).device
     text = torch.randint(1, N_SYMBOLS, (batch, n_symbols), generator=gen).to(device)
@@ -90,6 +99,7 @@ def training_step(model: Tacotron2, path: str, batch: int, n_symbols: int, n_fra
     def step():
         model.train()
         model.decoder.use_fused_decoder = path == "fused"
+        model.decoder._graphed = graphed
         optimizer.zero_grad(set_to_none=True)
         if path == "naive":  # the model's forward with the decoder swapped for the reference loop
             memory = model.encode(text, text_lengths)
@@ -104,8 +114,10 @@ def training_step(model: Tacotron2, path: str, batch: int, n_symbols: int, n_fra
     return step
 
 
-def inference_run(model: Tacotron2, naive: bool, batch: int, n_symbols: int, n_frames: int):
-    """A callable synthesising ``batch`` utterances of exactly ``n_frames`` frames (no stop token)."""
+def inference_run(model: Tacotron2, naive: bool, batch: int, n_symbols: int, n_frames: int,
+                  compiled_step: bool = True):
+    """A callable synthesising ``batch`` utterances of exactly ``n_frames`` frames (no stop token);
+    ``compiled_step=False`` keeps a single utterance on the PyTorch step."""
     text = torch.randint(1, N_SYMBOLS, (batch, n_symbols), generator=torch.Generator().manual_seed(1))
     text = text.to(next(model.parameters()).device)
     steps = -(-n_frames // model.r)
@@ -119,7 +131,12 @@ def inference_run(model: Tacotron2, naive: bool, batch: int, n_symbols: int, n_f
                                                       max_steps=steps, gate_threshold=2.0)
                 mel + model.postnet(mel)
             else:  # a threshold above 1 never fires
-                results = model.inference_batch(text, max_decoder_steps=steps, gate_threshold=2.0)
+                load = fast_inference.load_library
+                fast_inference.load_library = load if compiled_step else lambda: None
+                try:
+                    results = model.inference_batch(text, max_decoder_steps=steps, gate_threshold=2.0)
+                finally:
+                    fast_inference.load_library = load
                 assert results[0].n_frames == steps * model.r
 
     return run
@@ -179,7 +196,11 @@ def main(argv: list[str] | None = None) -> None:
           f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; "
           f"{n_symbols} symbols, {n_frames} frames; median of {repeats}")
     rows = []
-    paths = ["naive", "autograd"] + (["fused"] if device.type == "cpu" and load_fused_library() else [])
+    paths = ["naive", "autograd"]
+    if device.type == "cuda":
+        paths.append("graphed")
+    elif load_fused_library():
+        paths.append("fused")
     times = _interleaved([training_step(model, path, batch, n_symbols, n_frames, loss_cfg) for path in paths],
                          repeats, device)
     rates = [batch * n_frames / t for t in times]
@@ -188,12 +209,19 @@ def main(argv: list[str] | None = None) -> None:
         flush=True)
     rows.append(("training", batch, rates[0], rates[-1]))
     for name, b in (("inference", 1), (f"inference, batch {batch}", batch)):
-        t_naive, t_fast = _interleaved([inference_run(model, True, b, n_symbols, n_frames),
-                                        inference_run(model, False, b, n_symbols, n_frames)], repeats, device)
-        naive, fast = b * n_frames / t_naive, b * n_frames / t_fast
+        runs = [inference_run(model, True, b, n_symbols, n_frames), inference_run(model, False, b, n_symbols, n_frames)]
+        compiled = b == 1 and device.type == "cpu" and fast_inference.load_library() is not None
+        if compiled:
+            runs.append(inference_run(model, False, b, n_symbols, n_frames, compiled_step=False))
+        times = _interleaved(runs, repeats, device)
+        naive, fast = b * n_frames / times[0], b * n_frames / times[1]
         rows.append((name, b, naive, fast))
+        step = ""
+        if compiled:
+            torch_step = b * n_frames / times[2]
+            step = f"   (pytorch step {torch_step:7.1f} frames/s: compiled step {fast / torch_step:4.2f}x)"
         print(f"{name:<20} batch {b}:  naive {naive:7.1f} frames/s   fast {fast:7.1f} frames/s   "
-              f"ratio {fast / naive:5.2f}x", flush=True)
+              f"ratio {fast / naive:5.2f}x{step}", flush=True)
     print(f"# batched inference throughput vs naive batch-1 inference: "
           f"{rows[2][3] / rows[1][2]:.2f}x")
     if device.type == "cpu":

@@ -71,34 +71,46 @@ def _joins_torch_openmp() -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=None)
-def load_library() -> Optional[ctypes.CDLL]:
-    """The compiled step kernels (built and cached on first call), or None with one warning.
-    ``TACOWAVE_FUSED_DECODER=0`` turns the fused path off without a warning."""
+def build_kernels(source: str, stem: str, what: str, struct: type, size_fn: str) -> Optional[ctypes.CDLL]:
+    """Compile (or load from the cache) one of the decoder's C sources: with OpenMP where its
+    threads would be PyTorch's own, else single-threaded; ``size_fn`` must report the size of
+    the C struct that ``struct`` mirrors. None, with one warning saying that ``what`` falls back
+    to PyTorch, without a compiler, when the build fails or the sizes differ;
+    ``TACOWAVE_FUSED_DECODER=0`` returns None silently."""
     if os.environ.get(ENV_SWITCH, "1") == "0":
         return None
     cc = native.find_compiler()
     if cc is None:
-        warnings.warn("no C compiler found (set $CC): the Tacotron-2 decoder trains on its slower "
-                      "PyTorch path", RuntimeWarning, stacklevel=2)
+        warnings.warn(f"no C compiler found (set $CC): {what} on its slower PyTorch path",
+                      RuntimeWarning, stacklevel=3)
         return None
+    lib = None
     try:
-        lib = None
         if _joins_torch_openmp():
             try:
-                lib = native.build_library(cc, SOURCE, "fuseddecoder", ["-ffast-math", "-fopenmp"])
+                lib = native.build_library(cc, source, stem, ["-ffast-math", "-fopenmp"])
             except (OSError, RuntimeError, subprocess.SubprocessError):
                 pass  # a compiler without OpenMP: the same kernels, single-threaded
         if lib is None:
-            lib = native.build_library(cc, SOURCE, "fuseddecoder", ["-ffast-math"])
+            lib = native.build_library(cc, source, stem, ["-ffast-math"])
     except (OSError, RuntimeError, subprocess.SubprocessError) as e:
-        warnings.warn(f"could not build the fused Tacotron-2 decoder ({e}); it trains on its slower "
-                      f"PyTorch path", RuntimeWarning, stacklevel=2)
+        warnings.warn(f"could not build the compiled decoder kernels ({e}): {what} on its slower "
+                      f"PyTorch path", RuntimeWarning, stacklevel=3)
         return None
-    lib.fd_struct_size.restype = ctypes.c_size_t
-    if lib.fd_struct_size() != ctypes.sizeof(_FD):
-        warnings.warn("the fused Tacotron-2 decoder's C struct does not match its Python mirror; "
-                      "it trains on its slower PyTorch path", RuntimeWarning, stacklevel=2)
+    getattr(lib, size_fn).restype = ctypes.c_size_t
+    if getattr(lib, size_fn)() != ctypes.sizeof(struct):
+        warnings.warn(f"a compiled decoder kernel's C struct does not match its Python mirror: {what} "
+                      f"on its slower PyTorch path", RuntimeWarning, stacklevel=3)
+        return None
+    return lib
+
+
+@functools.lru_cache(maxsize=None)
+def load_library() -> Optional[ctypes.CDLL]:
+    """The compiled step kernels (built and cached on first call), or None with one warning.
+    ``TACOWAVE_FUSED_DECODER=0`` turns the fused path off without a warning."""
+    lib = build_kernels(SOURCE, "fuseddecoder", "the Tacotron-2 decoder trains", _FD, "fd_struct_size")
+    if lib is None:
         return None
     for name in _KERNELS:
         fn = getattr(lib, name)

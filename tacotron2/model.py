@@ -28,6 +28,7 @@ from torch.nn import functional as F
 from tacowave.hparams import Tacotron2Config
 
 from .fused_decoder import dropout_multipliers, fused_decoder_loop
+from . import fast_inference
 from .fused_decoder import load_library as load_fused_library
 from .graphed_decoder import GraphedDecoderLoop
 from .layers import (Block, ConvBNBlock, StackedMatmuls, dropout, full, lengths_to_mask, lstm_cell_pointwise,
@@ -246,6 +247,8 @@ class Decoder(nn.Module):
     are applied to the memory once per pass and each step mixes the projected rows instead.
     Teacher forcing on a CPU runs the same stacks through compiled step kernels with a hand-written
     backward (``fused_decoder.py``; ``use_fused_decoder = False`` or no C compiler: autograd).
+    Synthesising one utterance on a CPU, everything after the pre-net runs as one compiled call
+    per step over the same stacks (``fast_inference.py``).
     """
 
     def __init__(self, cfg: Tacotron2Config, n_mels: int, memory_dim: int) -> None:
@@ -485,6 +488,10 @@ class Decoder(nn.Module):
         b, n = memory.shape[:2]
         r, n_mels = self.r, self.n_mels
         k = self._constants(memory, memory_lengths, free_running=True, window=attention_window)
+        if fast_inference.usable(k, self.training):
+            lib = fast_inference.load_library()
+            if lib is not None:
+                return fast_inference.decode(lib, self, k, max_decoder_steps, gate_threshold)
         st = _DecoderState(b, n, self.cfg, memory)
         frame = memory.new_zeros(b, n_mels)
         n_frames = torch.zeros(b, dtype=torch.long, device=memory.device)

@@ -14,6 +14,7 @@ from tacotron2 import Tacotron2Loss, build_tacotron2
 from tacotron2.layers import dropout
 from tacotron2.fused_decoder import dropout_multipliers
 from tacotron2.fused_decoder import load_library as load_fused_library
+from tacotron2 import fast_inference
 from tacotron2.model import frame_dropout, reference_decoder_forward
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -343,6 +344,94 @@ def test_batched_inference_matches_single_utterances():
         assert alone.stop_reason == batched[i].stop_reason
         torch.testing.assert_close(batched[i].mel, alone.mel, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(batched[i].alignment, alone.alignment, rtol=1e-4, atol=1e-5)
+
+
+needs_synthesis_step = pytest.mark.skipif(fast_inference.load_library() is None,
+                                          reason="no C compiler: no compiled synthesis step")
+
+
+def _free_run(model, memory, lengths, steps, threshold, window, compiled, monkeypatch):
+    """Decoder.inference under seed 3 through the compiled synthesis step or the PyTorch step;
+    fails if the compiled step was wanted and not taken."""
+    taken = []
+    real_decode, real_load = fast_inference.decode, fast_inference.load_library
+    monkeypatch.setattr(fast_inference, "decode", lambda *a: taken.append(1) or real_decode(*a))
+    monkeypatch.setattr(fast_inference, "load_library", real_load if compiled else lambda: None)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        out = model.decoder.inference(memory, lengths, steps, threshold, window)
+    monkeypatch.undo()
+    assert bool(taken) == compiled
+    return out
+
+
+@needs_synthesis_step
+@pytest.mark.parametrize("r, n_text, n_pad, window", [(1, 7, 0, 0), (2, 7, 2, 0), (1, 20, 0, 2), (3, 9, 3, 1)])
+def test_compiled_synthesis_step_matches_pytorch_step(monkeypatch, r, n_text, n_pad, window):
+    """One utterance through the compiled step and through Decoder._step: same frames, stop
+    logits, alignments, stop frame. With 7 or 9 symbols (fewer than the 16 memory channels) the
+    context stack is applied to the memory once per pass, with 20 at every step; padded memory
+    rows must get no attention; the stop threshold is set just below one frame's stop
+    probability after the first step, so the run stops at the first frame above it."""
+    model = tiny_model(n_frames_per_step=r).eval()
+    text = torch.randint(1, N_SYMBOLS, (1, n_text), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        memory = model.encode(text)
+    memory = torch.cat([memory, torch.randn(1, n_pad, memory.shape[2])], 1)
+    lengths = torch.tensor([n_text]) if n_pad else None
+
+    never = _free_run(model, memory, lengths, 10, 2.0, window, False, monkeypatch)
+    probs = torch.sigmoid(never[1][0])
+    threshold = float(probs[r:].max()) - 1e-4
+    first_above = int(torch.nonzero(probs > threshold)[0]) + 1
+
+    for limit in (2.0, threshold):
+        want = _free_run(model, memory, lengths, 10, limit, window, False, monkeypatch)
+        got = _free_run(model, memory, lengths, 10, limit, window, True, monkeypatch)
+        for a, b in zip(got[:3], want[:3]):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        assert got[3].tolist() == want[3].tolist() and got[4].tolist() == want[4].tolist()
+        if n_pad:
+            assert float(got[2][0, :, n_text:].abs().max()) == 0.0
+    assert got[3].tolist() == [first_above] and got[4].tolist() == [True]
+    assert got[0].shape[1] == -(-first_above // r) * r  # decoding ends with the step that stopped
+
+
+@needs_synthesis_step
+def test_compiled_synthesis_step_threads_change_nothing(monkeypatch):
+    """Sizes at which the step's products and attention split across PyTorch's OpenMP threads
+    (when the build can join them): two threads give what one gives, and what PyTorch gives."""
+    from tacotron2.fused_decoder import _joins_torch_openmp
+
+    assert hasattr(fast_inference.load_library(), "GOMP_parallel") == _joins_torch_openmp()
+    model = tiny_model(attention_rnn_dim=128, decoder_rnn_dim=96, attention_dim=32,
+                       attention_location_kernel_size=31).eval()
+    text = torch.randint(1, N_SYMBOLS, (1, 90), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        memory = model.encode(text)
+    threads = torch.get_num_threads()
+    runs = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            runs.append(_free_run(model, memory, None, 8, 2.0, 0, True, monkeypatch))
+        runs.append(_free_run(model, memory, None, 8, 2.0, 0, False, monkeypatch))
+    finally:
+        torch.set_num_threads(threads)
+    for other, tol in ((runs[1], 1e-6), (runs[2], 1e-5)):
+        for a, b in zip(runs[0][:3], other[:3]):
+            torch.testing.assert_close(a, b, rtol=tol, atol=tol / 10)
+
+
+def test_compiled_synthesis_step_switch_off_by_environment(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TACOWAVE_FUSED_DECODER", "0")
+    fast_inference.load_library.cache_clear()
+    try:
+        assert fast_inference.load_library() is None
+        model = tiny_model().eval()
+        assert model.inference(torch.tensor([1, 2, 3]), max_decoder_steps=3).n_frames == 3
+    finally:
+        fast_inference.load_library.cache_clear()
 
 
 def test_attention_window_keeps_attention_near_the_previous_peak():
