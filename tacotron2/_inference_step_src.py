@@ -10,8 +10,8 @@ SOURCE = r"""/* One free-running Tacotron-2 decoder step for one utterance, ever
  *
  * Synthesising one utterance is bound by reading the decoder's weights: each step multiplies
  * ~59 MB of them (NVIDIA's sizes) by one vector. vecmat() below streams a transposed (in, out)
- * matrix four input rows at a time, the threads splitting the output columns, and reads at
- * ~1.3x the rate of MKL's vector-matrix product on the same matrices (AMD EPYC, 2 threads);
+ * matrix eight input rows at a time, the threads splitting the output columns, and reads at
+ * ~1.6x the rate of MKL's vector-matrix product on the same matrices (AMD EPYC, 2 threads);
  * the ~40 small PyTorch operators between the products (LSTM cells, attention, softmax) become
  * plain loops in the same call. The math and the weight stacks are Decoder._step's
  * (model.py); the transcendental functions are the polynomial ones of the training kernels.
@@ -62,8 +62,10 @@ typedef struct {
 size_t is_struct_size(void) { return sizeof(IS); }
 
 """ + MATH + r"""
-/* y = x @ W for a row-major (K, M) W: four rows of W per pass over the output, so y is loaded
- * and stored once per four rows; the threads take column ranges of whole cache lines. */
+/* y = x @ W for a row-major (K, M) W: eight rows of W per pass over the output (then four, then
+ * one), so y is loaded and stored once per eight rows (eight rows read 33 GB/s, four 29, MKL 20
+ * on the step's matrices, AMD EPYC, 2 threads); the threads take column ranges of whole cache
+ * lines. */
 static void vecmat(const float *restrict x, const float *restrict W, float *restrict y, int K, int M) {
     #pragma omp parallel if ((size_t)K * M >= 65536)
     {
@@ -77,18 +79,26 @@ static void vecmat(const float *restrict x, const float *restrict W, float *rest
         if (lo < hi) {
             float *restrict yy = y + lo;
             const int n = hi - lo;
+            const size_t m = (size_t)M;
             memset(yy, 0, sizeof(float) * n);
             int i = 0;
-            for (; i + 4 <= K; i += 4) {
-                const float *restrict w0 = W + (size_t)i * M + lo, *restrict w1 = w0 + M;
-                const float *restrict w2 = w1 + M, *restrict w3 = w2 + M;
+            for (; i + 8 <= K; i += 8) {
+                const float *restrict w = W + (size_t)i * m + lo;
                 const float a0 = x[i], a1 = x[i + 1], a2 = x[i + 2], a3 = x[i + 3];
-                for (int j = 0; j < n; j++) yy[j] += a0 * w0[j] + a1 * w1[j] + a2 * w2[j] + a3 * w3[j];
+                const float a4 = x[i + 4], a5 = x[i + 5], a6 = x[i + 6], a7 = x[i + 7];
+                for (int j = 0; j < n; j++)
+                    yy[j] += a0 * w[j] + a1 * w[j + m] + a2 * w[j + 2 * m] + a3 * w[j + 3 * m]
+                           + a4 * w[j + 4 * m] + a5 * w[j + 5 * m] + a6 * w[j + 6 * m] + a7 * w[j + 7 * m];
+            }
+            for (; i + 4 <= K; i += 4) {
+                const float *restrict w = W + (size_t)i * m + lo;
+                const float a0 = x[i], a1 = x[i + 1], a2 = x[i + 2], a3 = x[i + 3];
+                for (int j = 0; j < n; j++) yy[j] += a0 * w[j] + a1 * w[j + m] + a2 * w[j + 2 * m] + a3 * w[j + 3 * m];
             }
             for (; i < K; i++) {
-                const float *restrict w0 = W + (size_t)i * M + lo;
+                const float *restrict w = W + (size_t)i * m + lo;
                 const float a0 = x[i];
-                for (int j = 0; j < n; j++) yy[j] += a0 * w0[j];
+                for (int j = 0; j < n; j++) yy[j] += a0 * w[j];
             }
         }
     }

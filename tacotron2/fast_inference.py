@@ -2,8 +2,8 @@
 
 At batch 1 every decoder step multiplies nearly all the decoder's weights by one vector, so the
 step is bound by how fast those weights stream from memory (benchmarks/tacotron2_speed.py prints
-the bound). MKL's vector-matrix product reached ~22 GB/s on the step's matrices where a plain
-four-rows-at-a-time loop reaches ~30 (AMD EPYC, 2 threads, one process alternating the two),
+the bound). MKL's vector-matrix product read the step's matrices at ~20 GB/s where a plain
+loop over eight rows at a time reads ~33 (AMD EPYC, 2 threads, one process alternating them),
 and the ~40 PyTorch operators between the products cost ~1 ms per step on top. Here
 everything after the pre-net runs in one C call per step (``_inference_step_src.py``), reading
 the same transposed weight stacks that :meth:`Decoder._step` multiplies; the pre-net (with its
