@@ -416,8 +416,11 @@ def test_demo_stages_call_the_clis_as_documented(tmp_path):
     assert calls[6] == ["synthesis", f"--tacotron2={t2}", f"--text-file={syn}/eval_wavenet/texts.txt",
                         f"--wavenet={wn}", f"{syn}/eval_wavenet/wavenet"]
     assert calls[8] == ["evaluate", f"--texts={syn}/eval/texts.txt", f"--out={exp}/metrics/griffin_lim.json",
-                        f"--alignments={syn}/eval/griffin_lim", "--wer", f"{syn}/eval/griffin_lim",
-                        f"{syn}/eval/refs"]
+                        f"--alignments={syn}/eval/griffin_lim", "--wer", f"--griffin-lim-ceiling={root}/presets/demo.json",
+                        f"{syn}/eval/griffin_lim", f"{syn}/eval/refs"]
+    assert calls[9][:5] == ["evaluate", f"--texts={syn}/eval_wavenet/texts.txt", f"--out={exp}/metrics/wavenet.json",
+                            f"--alignments={syn}/eval_wavenet/wavenet", "--wer"]
+    assert not any(c.startswith("--griffin-lim-ceiling") for c in calls[9])
     # The eval list is the held-out set (--quick: 2 sentences, 1 through WaveNet), refs are flite's.
     heldout = _read_lines("heldout.txt")
     assert (syn / "eval" / "texts.txt").read_text().splitlines() == [f"HELDOUT-{i:04d}|{heldout[i - 1]}" for i in (1, 2)]

@@ -507,11 +507,14 @@ recipe_synthesis() {
   _recipe_synthesise "$syn/fixed/texts.txt" "$syn/fixed/wavenet" "$t2" "$wn"
 }
 
-_recipe_evaluate_one() {  # name synth-dir ref-dir texts
-  local name=$1 synth=$2 refs=$3 texts=$4 out="$exp_dir/metrics"
+_recipe_evaluate_one() {  # name synth-dir ref-dir texts [griffin-lim]
+  local name=$1 synth=$2 refs=$3 texts=$4 vocoder=${5:-} out="$exp_dir/metrics"
   [ -d "$synth" ] || recipe_die "nothing synthesised in $synth: run stage 5 first"
   local args=("--texts=$texts" "--out=$out/$name.json" "--alignments=$synth")
   [ "$wer" != true ] || args+=(--wer)
+  # Griffin-Lim output is also scored against the references rendered through their own mels:
+  # how much of the WER gap is the vocoder's (evaluate.py --help, WERgl).
+  if [ "$wer" = true ] && [ "$vocoder" = griffin-lim ]; then args+=("--griffin-lim-ceiling=$preset"); fi
   recipe_show "$PY" "$RECIPE_ROOT/evaluate.py" "${args[@]}" "$synth" "$refs"
   "$PY" "$RECIPE_ROOT/evaluate.py" "${args[@]}" "$synth" "$refs" | tee "$out/$name.txt.tmp"
   mv "$out/$name.txt.tmp" "$out/$name.txt"
@@ -521,7 +524,7 @@ recipe_evaluate() {
   recipe_require_cli evaluate
   local syn="$exp_dir/synthesis"
   mkdir -p "$exp_dir/metrics"
-  _recipe_evaluate_one griffin_lim "$syn/eval/griffin_lim" "$syn/eval/refs" "$syn/eval/texts.txt"
+  _recipe_evaluate_one griffin_lim "$syn/eval/griffin_lim" "$syn/eval/refs" "$syn/eval/texts.txt" griffin-lim
   _recipe_evaluate_one wavenet "$syn/eval_wavenet/wavenet" "$syn/eval_wavenet/refs" "$syn/eval_wavenet/texts.txt"
   recipe_log "metrics: $exp_dir/metrics/*.json (tables: *.txt)"
 }

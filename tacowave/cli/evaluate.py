@@ -26,6 +26,11 @@ mean ± std over utterances (population std, as ESPnet):
               drops first words of audio that starts at once (references cut to their speech:
               17.2% instead of 9.4%). The corpus WER (all errors / all reference words) is
               printed below the table.
+  WERgl       with --griffin-lim-ceiling: the WER of each reference re-synthesised from its
+              own mel (analysed as preprocessing does, inverted as synthesis.py does):
+              what a perfect acoustic model would score through Griffin-Lim, so WER - WERgl
+              is roughly the acoustic model's share of the gap and WERgl - WERref the
+              vocoder's.
 
 Usage:
   evaluate.py [options] <synth_dir> <ref_dir>
@@ -38,6 +43,9 @@ Options:
   --texts=FILE         Transcripts for WER: "name|text" lines, or a data dir's eval.txt
                        ("utt_id|speaker|n_samples|n_frames|text|phones").
   --wer                Transcribe with pocketsphinx and report WER (needs --texts).
+  --griffin-lim-ceiling=PRESET
+                       Also score the references through their own mels and Griffin-Lim with
+                       PRESET's audio settings (a preset name or JSON file; needs --wer).
   --frame-length=N     Mel-cepstrum analysis frame in samples [default: 1024].
   --frame-shift=N      Frame shift in samples, also harvest's frame period [default: 256].
   --mcep-order=N       Mel-cepstrum order (default by rate: 16 kHz 23, 22.05/24 kHz 34,
@@ -76,6 +84,7 @@ _COLUMNS = [
     ("monotonicity", "mono", "{:.3f}"),
     ("wer", "WER", "{:.3f}"),
     ("wer_ref", "WERref", "{:.3f}"),
+    ("wer_gl", "WERgl", "{:.3f}"),
 ]
 _LIST_LIMIT = 10
 
@@ -240,6 +249,36 @@ def _load_pair(synth_path: str, ref_path: str, opts: _Options) -> tuple[Any, Any
         raise UserError(str(e)) from None
 
 
+_WER_LABELS = {"wer": "synthesised", "wer_ref": "reference",
+               "wer_gl": "reference through its mel and Griffin-Lim"}
+
+
+def _griffin_lim_settings(preset: str | None, wer: bool) -> Any:
+    """The AudioConfig of --griffin-lim-ceiling's preset, or None without the option."""
+    if preset is None:
+        return None
+    if not wer:
+        raise UserError("--griffin-lim-ceiling scores WER: give --wer (and --texts) too")
+    from tacowave.hparams import HParamsError, load_hparams
+
+    try:
+        return load_hparams(preset).audio
+    except HParamsError as e:
+        raise UserError(f"--griffin-lim-ceiling: {e}") from None
+
+
+def _through_griffin_lim(ref_path: str, cfg: Any) -> tuple[Any, int]:
+    """The reference as a Griffin-Lim voice would render its mel: read at the preset's rate,
+    analysed as preprocessing does, inverted as synthesis.py does."""
+    from tacowave.audio import AudioError, inv_melspectrogram, load_training_wav, melspectrogram
+
+    try:
+        wav = load_training_wav(ref_path, cfg)
+    except (AudioError, RuntimeError) as e:
+        raise UserError(str(e)) from None
+    return inv_melspectrogram(melspectrogram(wav, cfg), cfg), cfg.sample_rate
+
+
 def _speech_seconds(wav: Any, rate: int) -> float:
     """Seconds between the first and last sound, trimmed as training audio is (AudioConfig's
     trim_top_db / frame / hop defaults, the hop scaled to this rate)."""
@@ -271,6 +310,7 @@ def _body(args: dict[str, Any]) -> int:
         raise UserError("--wer needs --texts=FILE with the reference transcripts")
     if texts is not None and not args["--wer"]:
         sys.stderr.write(f"{PROG}: note: --texts given without --wer; WER is not computed\n")
+    ceiling = _griffin_lim_settings(args["--griffin-lim-ceiling"], args["--wer"])
 
     pairs = [n for n in synth if n in ref]
     skipped: dict[str, Any] = {"no_reference": [n for n in synth if n not in ref],
@@ -289,6 +329,8 @@ def _body(args: dict[str, Any]) -> int:
 
     rows: dict[str, dict[str, Any]] = {}
     errors = {"wer": [0, 0], "wer_ref": [0, 0]}  # [edit errors, reference words]
+    if ceiling is not None:
+        errors["wer_gl"] = [0, 0]
     warned_spoken = False
     for name in tqdm(pairs, desc="evaluate", unit="utt", disable=None):
         wav_s, wav_r, rate = _load_pair(synth[name], ref[name], opts)
@@ -328,8 +370,11 @@ def _body(args: dict[str, Any]) -> int:
                     sys.stderr.write(f"{PROG}: warning: numbers in transcripts stay digits: {e}\n")
                     warned_spoken = True
                 row["text_spoken"] = normalize_text(texts[name])
-            for key, hyp_key, wav in (("wer", "hypothesis", wav_s), ("wer_ref", "hypothesis_ref", wav_r)):
-                row[hyp_key] = recognizer.transcribe(wav, rate)
+            heard = [("wer", "hypothesis", wav_s, rate), ("wer_ref", "hypothesis_ref", wav_r, rate)]
+            if ceiling is not None:
+                heard.append(("wer_gl", "hypothesis_gl", *_through_griffin_lim(ref[name], ceiling)))
+            for key, hyp_key, wav, wav_rate in heard:
+                row[hyp_key] = recognizer.transcribe(wav, wav_rate)
                 counts = word_errors(row["text_spoken"], row[hyp_key])
                 if counts.reference_words:
                     row[key] = counts.wer
@@ -355,12 +400,12 @@ def _body(args: dict[str, Any]) -> int:
     _print_table(rows, summary)
     if corpus_wer:
         print("corpus WER (errors / reference words): "
-              + ", ".join(f"{'synthesised' if k == 'wer' else 'reference'} {100 * v:.1f}% "
+              + ", ".join(f"{_WER_LABELS[k]} {100 * v:.1f}% "
                           f"({errors[k][0]}/{errors[k][1]})" for k, v in corpus_wer.items()))
 
     if args["--out"]:
         result = {
-            "settings": opts.settings(),
+            "settings": {**opts.settings(), "griffin_lim_ceiling": args["--griffin-lim-ceiling"]},
             "utterances": {n: {k: _json_value(v) for k, v in r.items()} for n, r in rows.items()},
             "summary": {**summary, **({"corpus_wer": corpus_wer} if corpus_wer else {})},
             "skipped": skipped,
