@@ -16,7 +16,7 @@ SOURCE = r"""/* One free-running Tacotron-2 decoder step for one utterance, ever
  * plain loops in the same call. The math and the weight stacks are Decoder._step's
  * (model.py); the transcendental functions are the polynomial ones of the training kernels.
  * Built with -fopenmp in a process that holds PyTorch's libgomp, the parallel regions run on
- * PyTorch's own thread pool (fused_decoder._joins_torch_openmp).
+ * PyTorch's own thread pool (compiled_kernels.joins_torch_openmp).
  */
 #include <float.h>
 #include <math.h>

@@ -11,7 +11,7 @@ inference-time dropout) stays in PyTorch so the random stream is the one the oth
 
 Same math as :meth:`Decoder._inference` to float rounding (the transcendental functions are the
 training kernels' polynomials, ~1e-7 relative); the tests compare the two. Built like the
-training kernels (``fused_decoder.build_kernels``); without a C compiler, or with
+training kernels (``compiled_kernels.build_kernels``); without a C compiler, or with
 ``TACOWAVE_FUSED_DECODER=0``, synthesis keeps the PyTorch step.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from tacotron2._inference_step_src import SOURCE
-from tacotron2.fused_decoder import build_kernels
+from tacotron2.compiled_kernels import build_kernels
 
 if TYPE_CHECKING:  # pragma: no cover
     from tacotron2.model import Decoder, _PassConstants

@@ -19,23 +19,20 @@ polynomial approximations (~1e-7 relative), so results agree to float rounding, 
 The C source (``_fused_decoder_src.py``) is compiled on first use (tacowave/native.py); without a
 C compiler :func:`load_library` returns None and the decoder keeps its autograd path. The
 kernels' batch loops run on PyTorch's OpenMP threads where they can join them
-(:func:`_joins_torch_openmp`), else single-threaded: on 2 cores a demo training step took
+(``compiled_kernels.joins_torch_openmp``), else single-threaded: on 2 cores a demo training step took
 1.03-1.12x as long single-threaded (three runs, builds alternated batch by batch).
 """
 from __future__ import annotations
 
 import ctypes
 import functools
-import os
-import subprocess
-import warnings
 from typing import Optional
 
 import torch
 from torch import Tensor
 
-from tacowave import native
 from tacotron2._fused_decoder_src import SOURCE
+from tacotron2.compiled_kernels import build_kernels
 
 _INTS = ("S", "B", "N", "E", "H", "D", "A", "K", "F1", "F2")
 _POINTERS = ("memory", "v", "invalid", "dec_bias", "att_in", "mask_att", "mask_dec",
@@ -49,60 +46,6 @@ _KERNELS = ("fd_att_cell_fwd", "fd_attention_fwd", "fd_dec_cell_fwd",
 
 class _FD(ctypes.Structure):
     _fields_ = [(name, ctypes.c_int32) for name in _INTS] + [(name, ctypes.c_void_p) for name in _POINTERS]
-
-
-ENV_SWITCH = "TACOWAVE_FUSED_DECODER"
-
-
-def _joins_torch_openmp() -> bool:
-    """Whether a ``-fopenmp`` build would run its batch loops on PyTorch's own OpenMP threads.
-
-    It does when PyTorch's parallel backend is OpenMP and the process already holds a
-    libgomp.so.1 (the pip wheels bundle theirs under that soname): the loader then resolves our
-    library's libgomp.so.1 to that same copy. Anything else (Intel's libiomp5, LLVM's libomp, no
-    OpenMP) would start a second pool whose spinning threads fight PyTorch's for the cores, so
-    the kernels stay single-threaded there."""
-    if "OpenMP" not in torch.__config__.parallel_info():
-        return False
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
-            return any("libgomp" in line for line in f)
-    except OSError:
-        return False
-
-
-def build_kernels(source: str, stem: str, what: str, struct: type, size_fn: str) -> Optional[ctypes.CDLL]:
-    """Compile (or load from the cache) one of the decoder's C sources: with OpenMP where its
-    threads would be PyTorch's own, else single-threaded; ``size_fn`` must report the size of
-    the C struct that ``struct`` mirrors. None, with one warning saying that ``what`` falls back
-    to PyTorch, without a compiler, when the build fails or the sizes differ;
-    ``TACOWAVE_FUSED_DECODER=0`` returns None silently."""
-    if os.environ.get(ENV_SWITCH, "1") == "0":
-        return None
-    cc = native.find_compiler()
-    if cc is None:
-        warnings.warn(f"no C compiler found (set $CC): {what} on its slower PyTorch path",
-                      RuntimeWarning, stacklevel=3)
-        return None
-    lib = None
-    try:
-        if _joins_torch_openmp():
-            try:
-                lib = native.build_library(cc, source, stem, ["-ffast-math", "-fopenmp"])
-            except (OSError, RuntimeError, subprocess.SubprocessError):
-                pass  # a compiler without OpenMP: the same kernels, single-threaded
-        if lib is None:
-            lib = native.build_library(cc, source, stem, ["-ffast-math"])
-    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
-        warnings.warn(f"could not build the compiled decoder kernels ({e}): {what} on its slower "
-                      f"PyTorch path", RuntimeWarning, stacklevel=3)
-        return None
-    getattr(lib, size_fn).restype = ctypes.c_size_t
-    if getattr(lib, size_fn)() != ctypes.sizeof(struct):
-        warnings.warn(f"a compiled decoder kernel's C struct does not match its Python mirror: {what} "
-                      f"on its slower PyTorch path", RuntimeWarning, stacklevel=3)
-        return None
-    return lib
 
 
 @functools.lru_cache(maxsize=None)

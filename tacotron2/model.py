@@ -27,8 +27,8 @@ from torch.nn import functional as F
 
 from tacowave.hparams import Tacotron2Config
 
-from .fused_decoder import dropout_multipliers, fused_decoder_loop
 from . import fast_inference
+from .fused_decoder import dropout_multipliers, fused_decoder_loop
 from .fused_decoder import load_library as load_fused_library
 from .graphed_decoder import GraphedDecoderLoop
 from .layers import (Block, ConvBNBlock, StackedMatmuls, dropout, full, lengths_to_mask, lstm_cell_pointwise,

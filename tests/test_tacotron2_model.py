@@ -181,11 +181,11 @@ def test_fused_decoder_without_grad_matches_autograd_path():
 def test_fused_decoder_batch_split_across_threads_changes_nothing():
     """The kernels split the batch over PyTorch's OpenMP threads (when the build can join them):
     five utterances over two threads give what one thread gives, outputs and gradients."""
-    from tacotron2.fused_decoder import _joins_torch_openmp
+    from tacotron2.compiled_kernels import joins_torch_openmp
 
     lib = load_fused_library()
     # an OpenMP build binds GOMP_parallel through its libgomp dependency; a plain build has none
-    assert hasattr(lib, "GOMP_parallel") == _joins_torch_openmp()
+    assert hasattr(lib, "GOMP_parallel") == joins_torch_openmp()
     model = tiny_model().train()
     text, tl, mels, ml = batch(text_lengths=(9, 3, 6, 9, 5), mel_lengths=(13, 5, 8, 11, 13))
     memory = model.encode(text, tl).detach()
@@ -401,9 +401,9 @@ def test_compiled_synthesis_step_matches_pytorch_step(monkeypatch, r, n_text, n_
 def test_compiled_synthesis_step_threads_change_nothing(monkeypatch):
     """Sizes at which the step's products and attention split across PyTorch's OpenMP threads
     (when the build can join them): two threads give what one gives, and what PyTorch gives."""
-    from tacotron2.fused_decoder import _joins_torch_openmp
+    from tacotron2.compiled_kernels import joins_torch_openmp
 
-    assert hasattr(fast_inference.load_library(), "GOMP_parallel") == _joins_torch_openmp()
+    assert hasattr(fast_inference.load_library(), "GOMP_parallel") == joins_torch_openmp()
     model = tiny_model(attention_rnn_dim=128, decoder_rnn_dim=96, attention_dim=32,
                        attention_location_kernel_size=31).eval()
     text = torch.randint(1, N_SYMBOLS, (1, 90), generator=torch.Generator().manual_seed(2))
