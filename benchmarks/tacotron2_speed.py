@@ -28,8 +28,8 @@ concatenated inputs, per-step projections, per-step weight-gradient accumulation
 kernels of ``tacotron2/fused_decoder.py``, the default wherever they build) or, on a GPU,
 "graphed" (the loop replayed as CUDA graphs, ``tacotron2.cuda_graph_decoder``). A training step
 is forward + loss + backward + Adam step; inference decodes a fixed number of steps (the stop
-token is disabled) and runs the post-net. Batch-1 inference on a CPU is timed three ways too:
-naive, "pytorch step" (``Decoder._step``) and fast (the compiled synthesis step of
+token is disabled) and runs the post-net. Inference on a CPU is timed three ways too: naive,
+"pytorch step" (``Decoder._step``) and fast (the compiled synthesis step of
 ``tacotron2/fast_inference.py``, the default wherever it builds). Frames/s count mel
 frames (batch x frames). On a CPU the last lines bound batch-1 inference by memory bandwidth:
 each decoder step reads nearly all the decoder's weights, so frames/s cannot exceed the
@@ -117,7 +117,7 @@ def training_step(model: Tacotron2, path: str, batch: int, n_symbols: int, n_fra
 def inference_run(model: Tacotron2, naive: bool, batch: int, n_symbols: int, n_frames: int,
                   compiled_step: bool = True):
     """A callable synthesising ``batch`` utterances of exactly ``n_frames`` frames (no stop token);
-    ``compiled_step=False`` keeps a single utterance on the PyTorch step."""
+    ``compiled_step=False`` keeps the pass on the PyTorch step."""
     text = torch.randint(1, N_SYMBOLS, (batch, n_symbols), generator=torch.Generator().manual_seed(1))
     text = text.to(next(model.parameters()).device)
     steps = -(-n_frames // model.r)
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     rows.append(("training", batch, rates[0], rates[-1]))
     for name, b in (("inference", 1), (f"inference, batch {batch}", batch)):
         runs = [inference_run(model, True, b, n_symbols, n_frames), inference_run(model, False, b, n_symbols, n_frames)]
-        compiled = b == 1 and device.type == "cpu" and fast_inference.load_library() is not None
+        compiled = device.type == "cpu" and fast_inference.load_library() is not None
         if compiled:
             runs.append(inference_run(model, False, b, n_symbols, n_frames, compiled_step=False))
         times = _interleaved(runs, repeats, device)

@@ -1,5 +1,5 @@
 """Building the Tacotron-2 decoder's C kernels: the teacher-forced training step
-(fused_decoder.py) and the single-utterance synthesis step (fast_inference.py).
+(fused_decoder.py) and the free-running synthesis step (fast_inference.py).
 
 Both are compiled on first use with the system C compiler and cached (tacowave/native.py), both
 split their loops across PyTorch's own OpenMP threads where they can join them, and both fall

@@ -1,4 +1,4 @@
-"""Single-utterance synthesis on a CPU: the free-running decoder step as one compiled call.
+"""Free-running synthesis on a CPU: each decoder step as one compiled call for the whole batch.
 
 At batch 1 every decoder step multiplies nearly all the decoder's weights by one vector, so the
 step is bound by how fast those weights stream from memory (benchmarks/tacotron2_speed.py prints
@@ -6,8 +6,9 @@ the bound). MKL's vector-matrix product read the step's matrices at ~20 GB/s whe
 loop over eight rows at a time reads ~33 (AMD EPYC, 2 threads, one process alternating them),
 and the ~40 PyTorch operators between the products cost ~1 ms per step on top. Here
 everything after the pre-net runs in one C call per step (``_inference_step_src.py``), reading
-the same transposed weight stacks that :meth:`Decoder._step` multiplies; the pre-net (with its
-inference-time dropout) stays in PyTorch so the random stream is the one the other paths draw.
+the same weight stacks that :meth:`Decoder._step` multiplies, transposed to (in, out); a batch
+reads each block of them once for all its utterances. The pre-net (with its inference-time
+dropout) stays in PyTorch so the random stream is the one the other paths draw.
 
 Same math as :meth:`Decoder._inference` to float rounding (the transcendental functions are the
 training kernels' polynomials, ~1e-7 relative); the tests compare the two. Built like the
@@ -29,10 +30,11 @@ from tacotron2.compiled_kernels import build_kernels
 if TYPE_CHECKING:  # pragma: no cover
     from tacotron2.model import Decoder, _PassConstants
 
-_INTS = ("N", "E", "H", "D", "A", "K", "P", "r", "R", "window", "projected")
+_INTS = ("B", "N", "E", "H", "D", "A", "K", "P", "r", "R", "window", "projected")
 _POINTERS = ("w_prenet", "w_hatt", "ctx_mat", "memory", "w_hdec", "processed", "loc_kernel", "v", "invalid",
              "att_bias", "dec_bias", "out_bias", "att_c", "dec_c", "att_rec", "dec_rec", "w", "wcum",
-             "gates", "act", "c_new", "h_att", "h_dec", "y1", "y2", "y3", "ctx", "energy", "pad", "ones")
+             "att_gates", "dec_gates", "act", "c_new", "h_att", "h_dec", "y1", "y2", "y3", "ctx", "energy", "pad",
+             "ones")
 
 
 class _IS(ctypes.Structure):
@@ -43,29 +45,31 @@ class _IS(ctypes.Structure):
 @functools.lru_cache(maxsize=None)
 def load_library() -> Optional[ctypes.CDLL]:
     """The compiled synthesis step (built and cached on first call), or None."""
-    lib = build_kernels(SOURCE, "inferencestep", "single-utterance synthesis runs", _IS, "is_struct_size")
+    lib = build_kernels(SOURCE, "inferencestep", "free-running synthesis runs", _IS, "is_struct_size")
     if lib is None:
         return None
-    lib.is_step.restype = ctypes.c_int
-    lib.is_step.argtypes = [ctypes.POINTER(_IS), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    lib.is_step.restype = None
+    lib.is_step.argtypes = [ctypes.POINTER(_IS)] + [ctypes.c_void_p] * 4
     return lib
 
 
-def usable(k: "_PassConstants", training: bool) -> bool:
-    """Whether a pass with these constants can take the compiled step: one float32 utterance on a
-    CPU, in eval mode (the step has no attention/decoder dropout), with the transposed stacks."""
-    return (not training and k.memory.shape[0] == 1 and k.memory.device.type == "cpu"
-            and k.memory.dtype == torch.float32 and k.mats.transposed)
+def library_for(memory: Tensor, training: bool) -> Optional[ctypes.CDLL]:
+    """The compiled step if a free-running pass over ``memory`` can take it: float32 on a CPU, in
+    eval mode (the step has no attention/decoder dropout) and without autograd; else None."""
+    if training or memory.device.type != "cpu" or memory.dtype != torch.float32 or torch.is_grad_enabled():
+        return None
+    return load_library()
 
 
 def decode(lib: ctypes.CDLL, decoder: "Decoder", k: "_PassConstants", max_decoder_steps: int,
            gate_threshold: float) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """:meth:`Decoder._inference` for one utterance (``usable(k, ...)``): the same outputs."""
+    """:meth:`Decoder._inference` through the compiled step (``k`` built with transposed stacks):
+    the same outputs."""
     from tacotron2.model import ON_CTX, ON_H_ATT, ON_H_DEC, ON_PRENET
 
     cfg, r, n_mels = decoder.cfg, decoder.r, decoder.n_mels
-    memory = k.memory[0]
-    n, e = memory.shape
+    memory = k.memory.contiguous()
+    b, n, e = memory.shape
     h, d, a = cfg.attention_rnn_dim, cfg.decoder_rnn_dim, cfg.attention_dim
     kernel = k.location_kernel.contiguous()
     big = max(h, d)
@@ -75,16 +79,16 @@ def decode(lib: ctypes.CDLL, decoder: "Decoder", k: "_PassConstants", max_decode
     z = memory.new_zeros
     tensors = dict(
         w_prenet=stacks[ON_PRENET], w_hatt=stacks[ON_H_ATT], w_hdec=stacks[ON_H_DEC],
-        ctx_mat=k.projected_memory[0] if projected else stacks[ON_CTX], memory=memory,
+        ctx_mat=k.projected_memory.contiguous() if projected else stacks[ON_CTX], memory=memory,
         processed=k.processed_memory, loc_kernel=kernel, v=decoder.attention.v.weight,
-        invalid=None if k.invalid is None else k.invalid[0].to(torch.uint8),
+        invalid=None if k.invalid is None else k.invalid.to(torch.uint8).contiguous(),
         att_bias=k.att_bias, dec_bias=k.dec_bias,
         out_bias=torch.cat([decoder.mel_proj.bias, decoder.gate_proj.bias]),
-        att_c=z(h), dec_c=z(d), att_rec=z(4 * h), dec_rec=z(4 * d), w=z(n), wcum=z(n),
-        gates=z(4 * big), act=z(4 * big), c_new=z(big), h_att=z(h), h_dec=z(d),
-        y1=z(4 * h + a + 4 * d), y2=z(4 * h + 4 * d + out_width), y3=z(4 * d + out_width), ctx=z(e),
+        att_c=z(b, h), dec_c=z(b, d), att_rec=z(b, 4 * h), dec_rec=z(b, 4 * d), w=z(b, n), wcum=z(b, n),
+        att_gates=z(b, 4 * h), dec_gates=z(b, 4 * d), act=z(4 * big), c_new=z(big), h_att=z(b, h), h_dec=z(b, d),
+        y1=z(b, 4 * h + a + 4 * d), y2=z(b, 4 * h + 4 * d + out_width), y3=z(b, 4 * d + out_width), ctx=z(b, e),
         energy=z(n), pad=z(2 * (n + kernel.shape[0] // 2)), ones=memory.new_ones(big))
-    st = _IS(N=n, E=e, H=h, D=d, A=a, K=kernel.shape[0] // 2, P=cfg.prenet_dim, r=r, R=out_width,
+    st = _IS(B=b, N=n, E=e, H=h, D=d, A=a, K=kernel.shape[0] // 2, P=cfg.prenet_dim, r=r, R=out_width,
              window=k.window, projected=int(projected), gate_threshold=gate_threshold)
     for name, t in tensors.items():
         if t is not None:
@@ -93,22 +97,29 @@ def decode(lib: ctypes.CDLL, decoder: "Decoder", k: "_PassConstants", max_decode
             setattr(st, name, t.data_ptr())
     ref = ctypes.byref(st)
 
-    outputs = memory.new_empty(max_decoder_steps, out_width)  # per step: [r frames | r stop logits]
-    alignments = memory.new_empty(max_decoder_steps, n)
-    out_ptr, align_ptr = outputs.data_ptr(), alignments.data_ptr()
-    row_bytes, align_bytes = out_width * outputs.element_size(), n * alignments.element_size()
-    frame = memory.new_zeros(1, n_mels)
-    steps, n_frames, stopped = max_decoder_steps, max_decoder_steps * r, False
+    # per step and utterance: [r frames | r stop logits], the attention weights, the first frame
+    # whose stop probability passed the threshold (-1: none)
+    outputs = memory.new_empty(max_decoder_steps, b, out_width)
+    alignments = memory.new_empty(max_decoder_steps, b, n)
+    fired = torch.empty(b, dtype=torch.int32)
+    out_ptr, align_ptr, fired_ptr = outputs.data_ptr(), alignments.data_ptr(), fired.data_ptr()
+    out_bytes, align_bytes = b * out_width * outputs.element_size(), b * n * alignments.element_size()
+    frame = memory.new_zeros(b, n_mels)
+    n_frames, stopped = [max_decoder_steps * r] * b, [False] * b
+    steps = max_decoder_steps
     for s in range(max_decoder_steps):
         pre = decoder.prenet(frame).contiguous()
-        fired = lib.is_step(ref, pre.data_ptr(), out_ptr + s * row_bytes, align_ptr + s * align_bytes)
-        frame = outputs[s:s + 1, (r - 1) * n_mels:r * n_mels]
-        if fired >= 0:
-            steps, n_frames, stopped = s + 1, s * r + fired + 1, True
+        lib.is_step(ref, pre.data_ptr(), out_ptr + s * out_bytes, align_ptr + s * align_bytes, fired_ptr)
+        frame = outputs[s, :, (r - 1) * n_mels:r * n_mels]
+        for i, first in enumerate(fired.tolist()):
+            if first >= 0 and not stopped[i]:
+                n_frames[i], stopped[i] = s * r + first + 1, True
+        if all(stopped):
+            steps = s + 1
             break
-    outputs = outputs[:steps]
-    return (outputs[:, :r * n_mels].reshape(1, steps * r, n_mels),
-            outputs[:, r * n_mels:].reshape(1, steps * r),
-            alignments[:steps].unsqueeze(0),
-            torch.tensor([n_frames], device=memory.device),
-            torch.tensor([stopped], device=memory.device))
+    per_item = outputs[:steps].transpose(0, 1)  # (B, steps, R)
+    return (per_item[:, :, :r * n_mels].reshape(b, steps * r, n_mels),
+            per_item[:, :, r * n_mels:].reshape(b, steps * r),
+            alignments[:steps].transpose(0, 1).contiguous(),
+            torch.tensor([f if done else steps * r for f, done in zip(n_frames, stopped)], device=memory.device),
+            torch.tensor(stopped, device=memory.device))

@@ -197,7 +197,7 @@ class StackedMatmuls:
     """
 
     def __init__(self, stacks: Sequence[Sequence[Block]], batch_size: int,
-                 cache: dict | None = None) -> None:
+                 cache: dict | None = None, transposed: bool = False) -> None:
         params: list[Tensor] = []
         layout: list[list[tuple[int, int, int]]] = []
         for stack in stacks:
@@ -212,7 +212,8 @@ class StackedMatmuls:
         self.track = torch.is_grad_enabled() and any(p.requires_grad for p in params)
         # One input row at a time (single-utterance synthesis): MKL streams a contiguous W^T
         # (in, out) ~2x faster than W for a vector-matrix product, measured on an AMD EPYC.
-        self.transposed = not self.track and batch_size == 1
+        # ``transposed`` asks for that layout at any batch size (the compiled synthesis step's).
+        self.transposed = not self.track and (batch_size == 1 or transposed)
         if self.track:
             self.stashes = [WeightGradStash() for _ in layout]
             self.weights = _Stacks.apply(layout, self.stashes, *params)

@@ -247,8 +247,8 @@ class Decoder(nn.Module):
     are applied to the memory once per pass and each step mixes the projected rows instead.
     Teacher forcing on a CPU runs the same stacks through compiled step kernels with a hand-written
     backward (``fused_decoder.py``; ``use_fused_decoder = False`` or no C compiler: autograd).
-    Synthesising one utterance on a CPU, everything after the pre-net runs as one compiled call
-    per step over the same stacks (``fast_inference.py``).
+    Free-running on a CPU, everything after the pre-net runs as one compiled call per step over
+    the same stacks, transposed (``fast_inference.py``).
     """
 
     def __init__(self, cfg: Tacotron2Config, n_mels: int, memory_dim: int) -> None:
@@ -266,7 +266,7 @@ class Decoder(nn.Module):
         out_in = cfg.decoder_rnn_dim + memory_dim
         self.mel_proj = make_linear(out_in, n_mels * self.r)
         self.gate_proj = make_linear(out_in, self.r, nonlinearity="sigmoid")
-        # Transposed weight stacks for single-utterance synthesis (see StackedMatmuls); not state.
+        # Transposed weight stacks for synthesis on a CPU (see StackedMatmuls); not state.
         self._stack_cache: dict = {}
         # Teacher forcing on a CPU through the compiled step kernels (fused_decoder.py) when they
         # build; False keeps the autograd path (tests compare the two).
@@ -286,7 +286,7 @@ class Decoder(nn.Module):
                 [(att.weight_ih, 0, p)]]
 
     def _constants(self, memory: Tensor, memory_lengths: Tensor | None, free_running: bool,
-                   window: int = 0, invalid: Tensor | None = None) -> _PassConstants:
+                   window: int = 0, invalid: Tensor | None = None, transposed: bool = False) -> _PassConstants:
         """Per-utterance precomputation and the stacked per-step matmuls.
 
         Row blocks: h_att -> [att W_hh | query | dec W_ih(h_att part)], context -> [att W_ih(context
@@ -302,7 +302,7 @@ class Decoder(nn.Module):
             stacks[ON_H_DEC] += [(self.mel_proj.weight, 0, d), (self.gate_proj.weight, 0, d)]
         b, n = memory.shape[:2]
         processed = torch.mm(memory.reshape(b * n, e), self.attention.memory.weight.t())
-        mats = StackedMatmuls(stacks, b, self._stack_cache)
+        mats = StackedMatmuls(stacks, b, self._stack_cache, transposed)
         projected = None
         if free_running and b * n < e:
             # The context is only ever multiplied by the ON_CTX stack, and it is a weighted sum of
@@ -487,11 +487,11 @@ class Decoder(nn.Module):
                    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         b, n = memory.shape[:2]
         r, n_mels = self.r, self.n_mels
-        k = self._constants(memory, memory_lengths, free_running=True, window=attention_window)
-        if fast_inference.usable(k, self.training):
-            lib = fast_inference.load_library()
-            if lib is not None:
-                return fast_inference.decode(lib, self, k, max_decoder_steps, gate_threshold)
+        lib = fast_inference.library_for(memory, self.training)
+        k = self._constants(memory, memory_lengths, free_running=True, window=attention_window,
+                            transposed=lib is not None)
+        if lib is not None:
+            return fast_inference.decode(lib, self, k, max_decoder_steps, gate_threshold)
         st = _DecoderState(b, n, self.cfg, memory)
         frame = memory.new_zeros(b, n_mels)
         n_frames = torch.zeros(b, dtype=torch.long, device=memory.device)

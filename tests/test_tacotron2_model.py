@@ -366,56 +366,66 @@ def _free_run(model, memory, lengths, steps, threshold, window, compiled, monkey
 
 
 @needs_synthesis_step
-@pytest.mark.parametrize("r, n_text, n_pad, window", [(1, 7, 0, 0), (2, 7, 2, 0), (1, 20, 0, 2), (3, 9, 3, 1)])
-def test_compiled_synthesis_step_matches_pytorch_step(monkeypatch, r, n_text, n_pad, window):
-    """One utterance through the compiled step and through Decoder._step: same frames, stop
-    logits, alignments, stop frame. With 7 or 9 symbols (fewer than the 16 memory channels) the
-    context stack is applied to the memory once per pass, with 20 at every step; padded memory
-    rows must get no attention; the stop threshold is set just below one frame's stop
-    probability after the first step, so the run stops at the first frame above it."""
+@pytest.mark.parametrize("r, lengths, n_pad, window", [(1, (7,), 0, 0), (2, (7,), 2, 0), (1, (20,), 0, 2), (3, (9,), 3, 1),
+                                                        (2, (9, 4, 6), 0, 0), (1, (5, 3), 1, 2)])
+def test_compiled_synthesis_step_matches_pytorch_step(monkeypatch, r, lengths, n_pad, window):
+    """Free-running through the compiled step and through Decoder._step: same frames, stop
+    logits, alignments, stop frames, for one utterance and for padded batches. With fewer
+    symbols (times the batch) than the 16 memory channels the context stack is applied to the
+    memory once per pass, with more at every step; padded memory rows must get no attention; the
+    stop threshold is set just below one of the first utterance's frame stop probabilities after
+    the first step, so it stops at its first frame above it."""
     model = tiny_model(n_frames_per_step=r).eval()
-    text = torch.randint(1, N_SYMBOLS, (1, n_text), generator=torch.Generator().manual_seed(2))
+    n_max = max(lengths)
+    text = torch.randint(1, N_SYMBOLS, (len(lengths), n_max), generator=torch.Generator().manual_seed(2))
+    for i, n in enumerate(lengths):
+        text[i, n:] = 0
+    tl = torch.tensor(lengths)
     with torch.no_grad():
-        memory = model.encode(text)
-    memory = torch.cat([memory, torch.randn(1, n_pad, memory.shape[2])], 1)
-    lengths = torch.tensor([n_text]) if n_pad else None
+        memory = model.encode(text, tl)
+    memory = torch.cat([memory, torch.randn(len(lengths), n_pad, memory.shape[2])], 1)
+    mem_lengths = tl if n_pad or len(lengths) > 1 else None
 
-    never = _free_run(model, memory, lengths, 10, 2.0, window, False, monkeypatch)
+    never = _free_run(model, memory, mem_lengths, 10, 2.0, window, False, monkeypatch)
     probs = torch.sigmoid(never[1][0])
     threshold = float(probs[r:].max()) - 1e-4
     first_above = int(torch.nonzero(probs > threshold)[0]) + 1
 
     for limit in (2.0, threshold):
-        want = _free_run(model, memory, lengths, 10, limit, window, False, monkeypatch)
-        got = _free_run(model, memory, lengths, 10, limit, window, True, monkeypatch)
+        want = _free_run(model, memory, mem_lengths, 10, limit, window, False, monkeypatch)
+        got = _free_run(model, memory, mem_lengths, 10, limit, window, True, monkeypatch)
         for a, b in zip(got[:3], want[:3]):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
         assert got[3].tolist() == want[3].tolist() and got[4].tolist() == want[4].tolist()
-        if n_pad:
-            assert float(got[2][0, :, n_text:].abs().max()) == 0.0
-    assert got[3].tolist() == [first_above] and got[4].tolist() == [True]
-    assert got[0].shape[1] == -(-first_above // r) * r  # decoding ends with the step that stopped
+        for i, n in enumerate(lengths):
+            assert bool((got[2][i, :, n:] == 0).all())
+    assert got[3][0] == first_above and bool(got[4][0])
+    if bool(got[4].all()):  # decoding ends with the step at which the last utterance stopped
+        assert got[0].shape[1] == -(-int(got[3].max()) // r) * r
 
 
 @needs_synthesis_step
 def test_compiled_synthesis_step_threads_change_nothing(monkeypatch):
     """Sizes at which the step's products and attention split across PyTorch's OpenMP threads
-    (when the build can join them): two threads give what one gives, and what PyTorch gives."""
+    (when the build can join them), two utterances: two threads give what one gives, and what
+    PyTorch gives."""
     from tacotron2.compiled_kernels import joins_torch_openmp
 
     assert hasattr(fast_inference.load_library(), "GOMP_parallel") == joins_torch_openmp()
     model = tiny_model(attention_rnn_dim=128, decoder_rnn_dim=96, attention_dim=32,
                        attention_location_kernel_size=31).eval()
-    text = torch.randint(1, N_SYMBOLS, (1, 90), generator=torch.Generator().manual_seed(2))
+    text = torch.randint(1, N_SYMBOLS, (2, 90), generator=torch.Generator().manual_seed(2))
+    text[1, 70:] = 0
+    lengths = torch.tensor([90, 70])
     with torch.no_grad():
-        memory = model.encode(text)
+        memory = model.encode(text, lengths)
     threads = torch.get_num_threads()
     runs = []
     try:
         for n in (1, 2):
             torch.set_num_threads(n)
-            runs.append(_free_run(model, memory, None, 8, 2.0, 0, True, monkeypatch))
-        runs.append(_free_run(model, memory, None, 8, 2.0, 0, False, monkeypatch))
+            runs.append(_free_run(model, memory, lengths, 8, 2.0, 0, True, monkeypatch))
+        runs.append(_free_run(model, memory, lengths, 8, 2.0, 0, False, monkeypatch))
     finally:
         torch.set_num_threads(threads)
     for other, tol in ((runs[1], 1e-6), (runs[2], 1e-5)):
