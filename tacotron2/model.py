@@ -292,7 +292,8 @@ class Decoder(nn.Module):
         Row blocks: h_att -> [att W_hh | query | dec W_ih(h_att part)], context -> [att W_ih(context
         part) | dec W_ih(context part) (| mel, gate)], h_dec -> [dec W_hh (| mel, gate)], pre-net
         output -> [att W_ih(pre-net part)]. The projections join only when free-running, where
-        each step's frame is needed at once.
+        each step's frame is needed at once. ``transposed``: the stacks laid out (in, out) at any
+        batch size, the layout the compiled synthesis step reads (batch 1 always gets it).
         """
         d, e = self.cfg.decoder_rnn_dim, self.memory_dim
         att, dec = self.attention_rnn, self.decoder_rnn
