@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
         n_bytes = per_step_weight_bytes(model, n_symbols)
         summing, gemv = read_bandwidth(n_bytes, repeats)
         fast = rows[1][3]
-        for label, rate in (("streaming read (sum)", summing), ("vector-matrix product", gemv)):
+        for label, rate in (("streaming read (sum)", summing), ("PyTorch vector-matrix product", gemv)):
             ceiling = rate / n_bytes * cfg.n_frames_per_step
             print(f"# batch-1 ceiling at the {label} rate, {rate / 1e9:.1f} GB/s over "
                   f"{n_bytes / 1e6:.1f} MB read per decoder step: {ceiling:.0f} frames/s; "

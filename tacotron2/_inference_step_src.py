@@ -211,10 +211,10 @@ void is_step(const IS *p, const float *restrict prenet, float *restrict out, flo
         vecmat(p->ctx, p->ctx_mat, p->y2, B, E, F2);
     }
     for (int b = 0; b < B; b++) {
-        const float *dec_from_h = p->y1 + (size_t)b * F1 + 4 * H, *dec_from_ctx = p->y2 + (size_t)b * F2 + 4 * H;
+        const float *dec_from_h = p->y1 + (size_t)b * F1 + 4 * H + A, *dec_from_ctx = p->y2 + (size_t)b * F2 + 4 * H;
         const float *rec = p->dec_rec + (size_t)b * 4 * D;
         float *g = p->dec_gates + (size_t)b * 4 * D;
-        for (int j = 0; j < 4 * D; j++) g[j] = dec_from_h[A + j] + dec_from_ctx[j] + p->dec_bias[j] + rec[j];
+        for (int j = 0; j < 4 * D; j++) g[j] = dec_from_h[j] + dec_from_ctx[j] + p->dec_bias[j] + rec[j];
         lstm(p, g, p->dec_c + (size_t)b * D, D, p->h_dec + (size_t)b * D);
     }
 

@@ -69,3 +69,15 @@ def build_kernels(source: str, stem: str, what: str, struct: type, size_fn: str)
                       f"on its slower PyTorch path", RuntimeWarning, stacklevel=3)
         return None
     return lib
+
+
+def fill_struct(struct: type, scalars: dict, tensors: dict) -> ctypes.Structure:
+    """A ctypes mirror of a kernel's C struct: the scalars as given, each tensor (None: NULL) as
+    its data pointer. The C side indexes raw memory, so a strided view would be misread: refused."""
+    filled = struct(**scalars)
+    for name, t in tensors.items():
+        if t is not None:
+            if not t.is_contiguous():
+                raise ValueError(f"{struct.__name__} buffer {name!r} must be contiguous")
+            setattr(filled, name, t.data_ptr())
+    return filled

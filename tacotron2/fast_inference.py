@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from tacotron2._inference_step_src import SOURCE
-from tacotron2.compiled_kernels import build_kernels
+from tacotron2.compiled_kernels import build_kernels, fill_struct
 
 if TYPE_CHECKING:  # pragma: no cover
     from tacotron2.model import Decoder, _PassConstants
@@ -88,13 +88,9 @@ def decode(lib: ctypes.CDLL, decoder: "Decoder", k: "_PassConstants", max_decode
         att_gates=z(b, 4 * h), dec_gates=z(b, 4 * d), act=z(4 * big), c_new=z(big), h_att=z(b, h), h_dec=z(b, d),
         y1=z(b, 4 * h + a + 4 * d), y2=z(b, 4 * h + 4 * d + out_width), y3=z(b, 4 * d + out_width), ctx=z(b, e),
         energy=z(n), pad=z(2 * (n + kernel.shape[0] // 2)), ones=memory.new_ones(big))
-    st = _IS(B=b, N=n, E=e, H=h, D=d, A=a, K=kernel.shape[0] // 2, P=cfg.prenet_dim, r=r, R=out_width,
-             window=k.window, projected=int(projected), gate_threshold=gate_threshold)
-    for name, t in tensors.items():
-        if t is not None:
-            if not t.is_contiguous():  # the C side indexes raw memory
-                raise ValueError(f"synthesis step buffer {name!r} must be contiguous")
-            setattr(st, name, t.data_ptr())
+    st = fill_struct(_IS, dict(B=b, N=n, E=e, H=h, D=d, A=a, K=kernel.shape[0] // 2, P=cfg.prenet_dim, r=r,
+                               R=out_width, window=k.window, projected=int(projected),
+                               gate_threshold=gate_threshold), tensors)
     ref = ctypes.byref(st)
 
     # per step and utterance: [r frames | r stop logits], the attention weights, the first frame
@@ -105,7 +101,7 @@ def decode(lib: ctypes.CDLL, decoder: "Decoder", k: "_PassConstants", max_decode
     out_ptr, align_ptr, fired_ptr = outputs.data_ptr(), alignments.data_ptr(), fired.data_ptr()
     out_bytes, align_bytes = b * out_width * outputs.element_size(), b * n * alignments.element_size()
     frame = memory.new_zeros(b, n_mels)
-    n_frames, stopped = [max_decoder_steps * r] * b, [False] * b
+    n_frames, stopped = [0] * b, [False] * b  # n_frames: set when an utterance stops
     steps = max_decoder_steps
     for s in range(max_decoder_steps):
         pre = decoder.prenet(frame).contiguous()

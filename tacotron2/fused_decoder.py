@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from tacotron2._fused_decoder_src import SOURCE
-from tacotron2.compiled_kernels import build_kernels
+from tacotron2.compiled_kernels import build_kernels, fill_struct
 
 _INTS = ("S", "B", "N", "E", "H", "D", "A", "K", "F1", "F2")
 _POINTERS = ("memory", "v", "invalid", "dec_bias", "att_in", "mask_att", "mask_dec",
@@ -60,16 +60,6 @@ def load_library() -> Optional[ctypes.CDLL]:
         fn.restype = None
         fn.argtypes = [ctypes.POINTER(_FD), ctypes.c_int]
     return lib
-
-
-def _struct(dims: dict, tensors: dict) -> _FD:
-    fd = _FD(**dims)
-    for name, t in tensors.items():
-        if t is not None:
-            if not t.is_contiguous():  # the C side indexes raw memory: a strided view would be misread
-                raise ValueError(f"fused decoder buffer {name!r} must be contiguous")
-            setattr(fd, name, t.data_ptr())
-    return fd
 
 
 def _work_rows(like: torch.Tensor, B: int, N: int, E: int, H: int, D: int, A: int, K: int) -> dict:
@@ -105,7 +95,7 @@ class _FusedDecoderLoop(torch.autograd.Function):
                     win=zeros(S, B * N, 2 * K), hid=new(S, B * N, A), w=w, wcum=zeros(B, N), ctx=contexts,
                     y1T=new(F1, B), y2T=new(F2, B), y3T=new(4 * D, B), keys=new(B * N, A),
                     gates=new(B, 4 * max(H, D)), **_work_rows(att_in, B, N, E, H, D, A, K))
-        fd = _struct(dims, bufs)
+        fd = fill_struct(_FD, dims, bufs)
         ref = ctypes.byref(fd)
         y1T, y2T, y3T, keys = bufs["y1T"], bufs["y2T"], bufs["y3T"], bufs["keys"]
         h_att, win = bufs["h_att"], bufs["win"]
@@ -143,7 +133,7 @@ class _FusedDecoderLoop(torch.autograd.Function):
                     dy1=dy1, dy2=dy2, dz=dz, dc_att=zeros(B, H), dc_dec=zeros(B, D),
                     dw_prev=zeros(B, N), gcum=zeros(B, N), dmem=dmem, dv=dv,
                     **_work_rows(h_dec, B, N, E, H, D, A, K))
-        fd = _struct(dims, bufs)
+        fd = fill_struct(_FD, dims, bufs)
         ref = ctypes.byref(fd)
         for s in range(S - 1, -1, -1):
             if s + 1 < S:
