@@ -90,6 +90,41 @@ def test_padding_does_not_change_valid_outputs_or_loss():
         torch.testing.assert_close(alone.alignments[0], out.alignments[i, :t, :n])
 
 
+def test_cpu_encoder_on_a_padded_batch_equals_the_packed_lstm():
+    """The CPU encoder runs its backward direction over each sequence reversed within its length
+    instead of packing: outputs, padding zeros and every gradient must match PyTorch's packed
+    bidirectional LSTM over the same convolution outputs."""
+    model = tiny_model(encoder_n_convolutions=1, encoder_dropout=0.0).train()
+    encoder = model.encoder
+    lengths = torch.tensor([5, 9, 1, 7])  # unsorted, one a single symbol, the longest not first
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 9, encoder.lstm.input_size, generator=gen)
+    x[0, 5:] = 100.0  # garbage padding must not reach the valid outputs either way
+    out = encoder(x, lengths)
+
+    conv_out = encoder.convolutions[0](x.transpose(1, 2),
+                                       (torch.arange(9)[None, :] < lengths[:, None])[:, None, :].float())
+    packed = torch.nn.utils.rnn.pack_padded_sequence(conv_out.transpose(1, 2), lengths,
+                                                     batch_first=True, enforce_sorted=False)
+    reference = torch.nn.utils.rnn.pad_packed_sequence(encoder.lstm(packed)[0], batch_first=True,
+                                                       total_length=9)[0]
+    torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-6)
+    assert float(out.detach()[2, 1:].abs().max()) == 0.0 and float(out.detach()[0, 5:].abs().max()) == 0.0
+    # The backward direction at a sequence's first symbol has read the whole sequence: changing
+    # its last real symbol moves it, changing padding does not.
+    half = encoder.lstm.hidden_size
+    nudged = x.clone()
+    nudged[3, 6] += 1.0
+    assert float((encoder(nudged, lengths)[3, 0, half:] - out[3, 0, half:]).abs().max()) > 1e-4
+
+    weights = list(encoder.parameters())
+    target = torch.randn(out.shape, generator=gen)
+    grads = torch.autograd.grad((out * target).sum(), weights)
+    ref_grads = torch.autograd.grad((reference * target).sum(), weights)
+    for (name, _), g, ref in zip(encoder.named_parameters(), grads, ref_grads):
+        torch.testing.assert_close(g, ref, rtol=1e-4, atol=1e-5, msg=name)
+
+
 # --------------------------------------------------------------------------- fast == reference
 
 
