@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The demo: a ~30-minute English corpus spoken by flite's "slt" voice (built here, 16 kHz), then
 # every stage with presets/demo.json (tiny models sized for a CPU) into exp/demo/. The default run
-# fits in about 90 minutes on 2 CPU cores (measured 1 h 25 min: Tacotron-2 60 min, WaveNet
-# 20 min, the rest 5 minutes); a GPU, when present, is used automatically, and the step caps
-# below end the training stages there in about 50 minutes.
+# fits in about 90 minutes on 2 CPU cores (measured on a fresh machine, install included: 1 h 7 min
+# on a Zen 4, where Tacotron-2 reaches its step cap in 41 min; about 1 h 25 min where its
+# 60 minutes bind); a GPU, when present, is used automatically, and the step caps below end the
+# training stages there in about 25 minutes.
 #   bash recipes/demo/run.sh            the full demo
 #   bash recipes/demo/run.sh --quick    every stage in a few minutes (24 sentences, tiny budgets)
 # Rerunning continues where the last run stopped. `--help` lists stages and options.
@@ -17,7 +18,7 @@ voice=slt              # flite voice (`flite -lv` lists them)
 limit=0                # use only the first N sentences of each list (0: all 606 + 20 held-out)
 quick=false            # smoke run: 24 sentences, ~1 minute per model, into exp/demo_quick/
 tacotron2_max_minutes=60  # Tacotron-2 wall-clock budget in minutes, summed over reruns
-tacotron2_max_steps=12000  # ...or this many steps, whichever comes first (2 CPU cores stop on the minutes first, near 9,700; an H200 takes ~15 min)
+tacotron2_max_steps=12000  # ...or this many steps, whichever comes first (2 Zen 3 cores stop on the minutes near 9,700, 2 Zen 4 cores on this cap after 41 min; an H200 takes ~15 min)
 wavenet_max_minutes=20  # WaveNet wall-clock budget in minutes, summed over reruns
 wavenet_max_steps=10000  # ...or this many steps (2 CPU cores reach ~1,000 in 20 min; a GPU ~7 min)
 eval_limit=0           # held-out sentences synthesised in stage 5 (0: all 20)
